@@ -1,0 +1,1 @@
+"""Metric collectors: one small module per metric family, behind one protocol."""

@@ -1,0 +1,139 @@
+"""Fallback container metrics from the engine's stats API (``docker stats``' source).
+
+Used when the container's cgroup files cannot be read, e.g. with a remote ``DOCKER_HOST``.
+The engine computes one sample per second, so the resolution is 1 s whatever the sampling
+interval; the run records that as an event. A background thread reads the stream; each
+``sample()`` returns the newest stats document once.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from edgeprof.collect.base import CollectContext
+from edgeprof.collect.cgroup import CONTAINER_METRICS, NET_METRICS
+from edgeprof.errors import CollectorUnavailable
+from edgeprof.model import Labels, MetricSpec, Sample
+
+
+def _parse_read_ns(text: str) -> int | None:
+    """Docker's RFC 3339 ``read`` timestamp (nanosecond digits) → Unix ns."""
+    if not text or text.startswith("0001-"):
+        return None
+    main, _, frac = text.rstrip("Z").partition(".")
+    tz = ""
+    for sep in ("+", "-"):
+        if sep in frac:
+            frac, _, tz = frac.partition(sep)
+            tz = sep + tz
+    try:
+        base = datetime.fromisoformat(main + (tz or "+00:00"))
+    except ValueError:
+        return None
+    return int(base.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
+
+
+def stats_to_values(doc: dict[str, Any]) -> dict[str, float]:
+    """One Docker stats document → metric values (same names as the cgroup collector)."""
+    out: dict[str, float] = {}
+    cpu = doc.get("cpu_stats") or {}
+    usage = (cpu.get("cpu_usage") or {}).get("total_usage")
+    if usage is not None:
+        out["cpu.usage_seconds"] = usage / 1e9
+    thr = (cpu.get("throttling_data") or {}).get("throttled_time")
+    if thr is not None:
+        out["cpu.throttled_seconds"] = thr / 1e9
+    mem = doc.get("memory_stats") or {}
+    if "usage" in mem:
+        stats = mem.get("stats") or {}
+        inactive = stats.get("total_inactive_file", stats.get("inactive_file", 0))
+        out["memory.usage_bytes"] = mem["usage"]
+        out["memory.working_set_bytes"] = max(0, mem["usage"] - inactive)
+        if "total_rss" in stats or "anon" in stats:
+            out["memory.rss_bytes"] = stats.get("total_rss", stats.get("anon", 0))
+        limit = mem.get("limit")
+        if limit and limit < (1 << 62):
+            out["memory.limit_bytes"] = limit
+    blk = (doc.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    if blk:
+        out["io.read_bytes"] = sum(
+            e.get("value", 0) for e in blk if str(e.get("op", "")).lower() == "read"
+        )
+        out["io.write_bytes"] = sum(
+            e.get("value", 0) for e in blk if str(e.get("op", "")).lower() == "write"
+        )
+    pids = (doc.get("pids_stats") or {}).get("current")
+    if pids is not None:
+        out["pids.count"] = pids
+    nets = doc.get("networks") or {}
+    if nets:
+        out["net.rx_bytes"] = sum(n.get("rx_bytes", 0) for n in nets.values())
+        out["net.tx_bytes"] = sum(n.get("tx_bytes", 0) for n in nets.values())
+        out["net.rx_packets"] = sum(n.get("rx_packets", 0) for n in nets.values())
+        out["net.tx_packets"] = sum(n.get("tx_packets", 0) for n in nets.values())
+    return out
+
+
+class EngineStatsCollector:
+    group = "container"
+    resolution_s = 1.0
+
+    def __init__(self) -> None:
+        self._latest: tuple[int, dict[str, float]] | None = None
+        self._seen_t = 0
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._thread: threading.Thread | None = None
+        self._labels: Labels = ()
+
+    def metrics(self) -> list[MetricSpec]:
+        return CONTAINER_METRICS + NET_METRICS
+
+    def open(self, ctx: CollectContext) -> None:
+        if ctx.engine is None or ctx.container_id is None:
+            raise CollectorUnavailable("no engine to read stats from")
+        self._labels = ctx.labels
+        try:
+            from edgeprof.engine.base import Handle
+
+            self._stream = ctx.engine.stats_stream(
+                Handle(ctx.container_id, ctx.target, ctx.pid, None)
+            )
+        except Exception as e:  # noqa: BLE001
+            raise CollectorUnavailable(f"the engine's stats API failed: {e}") from None
+        self._thread = threading.Thread(target=self._read, name="edgeprof-enginestats", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for doc in self._stream:
+                t = _parse_read_ns(str(doc.get("read", "")))
+                if t is None:
+                    continue
+                values = stats_to_values(doc)
+                with self._lock:
+                    self._latest = (t, values)
+        except Exception:  # noqa: BLE001 - stream ends when the container goes away
+            return
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        with self._lock:
+            latest = self._latest
+        if latest is None or latest[0] == self._seen_t:
+            return []
+        t, values = latest
+        self._seen_t = t
+        lab = self._labels
+        return [Sample(name, lab, t, v) for name, v in values.items()]
+
+    def close(self) -> None:
+        stream = self._stream
+        if stream is not None and hasattr(stream, "close"):
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=2)

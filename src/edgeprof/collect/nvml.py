@@ -1,0 +1,427 @@
+"""NVIDIA GPUs through NVML (nvidia-ml-py): groups ``gpu-summary`` and ``gpu-process``.
+
+:class:`Nvml` wraps the module the way nvitop does: it initialises on first use, and a call
+the GPU does not support (``NVMLError_NotSupported``) — or any other NVML error while
+sampling — becomes a missing value (``None``), never an exception. The module is injectable
+(``Nvml(nvml=stand_in)``) so tests replay recorded values without a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from edgeprof.collect.base import CollectContext
+from edgeprof.errors import CollectorUnavailable
+from edgeprof.model import Labels, MetricSpec, Sample, labels_of
+
+log = logging.getLogger(__name__)
+
+MHZ = 1_000_000.0
+_NOT_SUPPORTED = 3  # NVML_ERROR_NOT_SUPPORTED
+
+
+class Nvml:
+    """Lazy NVML helper: ``init()`` once, then ``call(name, *args)`` → value or None."""
+
+    def __init__(self, nvml: Any = None) -> None:
+        self._mod = nvml
+        self._initialised = False
+        self._unsupported: set[tuple[str, Any]] = set()
+
+    @property
+    def mod(self) -> Any:
+        if self._mod is None:
+            try:
+                import pynvml
+            except ImportError as e:
+                raise CollectorUnavailable(
+                    f"NVML not available: nvidia-ml-py is not installed ({e})"
+                ) from e
+            self._mod = pynvml
+        return self._mod
+
+    def init(self) -> None:
+        if self._initialised:
+            return
+        mod = self.mod
+        try:
+            mod.nvmlInit()
+        except Exception as e:  # NVMLError_LibraryNotFound, DriverNotLoaded, …
+            raise CollectorUnavailable(f"NVML not available: {_describe(e)}") from e
+        self._initialised = True
+
+    def shutdown(self) -> None:
+        if self._initialised:
+            self._initialised = False
+            try:
+                self.mod.nvmlShutdown()
+            except Exception as e:
+                log.debug("nvmlShutdown failed: %s", e)
+
+    def _is_not_supported(self, e: BaseException) -> bool:
+        cls = getattr(self.mod, "NVMLError_NotSupported", None)
+        if isinstance(cls, type) and isinstance(e, cls):
+            return True
+        code = getattr(self.mod, "NVML_ERROR_NOT_SUPPORTED", _NOT_SUPPORTED)
+        return getattr(e, "value", None) == code
+
+    def call(self, name: str, *args: Any) -> Any:
+        """Call ``nvml<name>``; None when unsupported or failing (remembered per handle)."""
+        key = (name, args[0] if args else None)
+        if key in self._unsupported:
+            return None
+        fn = getattr(self.mod, name, None)
+        if fn is None:
+            self._unsupported.add(key)
+            return None
+        try:
+            return fn(*args)
+        except Exception as e:
+            if self._is_not_supported(e):
+                self._unsupported.add(key)
+            else:
+                log.debug("%s failed: %s", name, _describe(e))
+            return None
+
+    def const(self, name: str, default: int) -> int:
+        return int(getattr(self.mod, name, default))
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return text
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+class _NvmlBase:
+    group = ""
+
+    def __init__(self, nvml: Any = None) -> None:
+        self.nvml = Nvml(nvml)
+        self._handles: list[tuple[int, Any, Labels]] = []
+        self._ctx_labels: Labels = ()
+
+    def open(self, ctx: CollectContext) -> None:
+        self.nvml.init()
+        self._ctx_labels = ctx.labels
+        count = self.nvml.call("nvmlDeviceGetCount")
+        if not count:
+            self.nvml.shutdown()
+            raise CollectorUnavailable("NVML not available: no NVIDIA GPU found")
+        handles = []
+        base = dict(ctx.labels)
+        for i in range(int(count)):
+            h = self.nvml.call("nvmlDeviceGetHandleByIndex", i)
+            if h is None:
+                continue
+            uuid = _text(self.nvml.call("nvmlDeviceGetUUID", h) or "")
+            name = _text(self.nvml.call("nvmlDeviceGetName", h) or "")
+            handles.append((i, h, labels_of(base, gpu=str(i), uuid=uuid, name=name)))
+        if not handles:
+            self.nvml.shutdown()
+            raise CollectorUnavailable("NVML not available: no GPU handle could be opened")
+        self._handles = handles
+
+    def close(self) -> None:
+        self._handles = []
+        self.nvml.shutdown()
+
+
+SUMMARY_METRICS = [
+    MetricSpec("gpu.utilization_percent", "percent", description="SM busy time (driver samples)"),
+    MetricSpec("gpu.memory_utilization_percent", "percent", description="memory controller busy"),
+    MetricSpec("gpu.memory_used_bytes", "bytes"),
+    MetricSpec("gpu.memory_total_bytes", "bytes"),
+    MetricSpec("gpu.power_watts", "W"),
+    MetricSpec("gpu.temperature_celsius", "celsius"),
+    MetricSpec("gpu.sm_clock_hz", "Hz"),
+    MetricSpec("gpu.memory_clock_hz", "Hz"),
+    MetricSpec("gpu.encoder_utilization_percent", "percent"),
+    MetricSpec("gpu.decoder_utilization_percent", "percent"),
+]
+
+
+def _sample_value(value_type: int, sample: Any) -> float | None:
+    """The number in an ``nvmlSample_t`` according to its ``nvmlValueType_t``."""
+    v = getattr(sample, "sampleValue", None)
+    if v is None:
+        return None
+    field = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}.get(
+        value_type, "uiVal"
+    )
+    raw = getattr(v, field, None)
+    return None if raw is None else float(raw)
+
+
+class NvmlSummaryCollector(_NvmlBase):
+    """Per-GPU summary (group ``gpu-summary``), labels ``gpu``, ``uuid``, ``name``.
+
+    Utilisation comes from the driver's sample buffer (``nvmlDeviceGetSamples`` with
+    ``NVML_GPU_UTILIZATION_SAMPLES``): every driver sample since the previous call, with the
+    driver's own timestamp (µs → ns; both are Unix time). Where the buffer is unsupported or
+    empty, ``nvmlDeviceGetUtilizationRates`` is polled and stamped ``now_ns``.
+    """
+
+    group = "gpu-summary"
+
+    def __init__(self, nvml: Any = None) -> None:
+        super().__init__(nvml)
+        self._last_seen_us: dict[int, int] = {}
+
+    def metrics(self) -> list[MetricSpec]:
+        return list(SUMMARY_METRICS)
+
+    def open(self, ctx: CollectContext) -> None:
+        super().open(ctx)
+        # Start the sample window at the newest sample the driver holds now, so the first
+        # tick returns only samples taken after open (not minutes of history).
+        for i, h, _ in self._handles:
+            self._last_seen_us[i] = self._newest_sample_us(h)
+
+    def _newest_sample_us(self, handle: Any) -> int:
+        kind = self.nvml.const("NVML_GPU_UTILIZATION_SAMPLES", 1)
+        got = self.nvml.call("nvmlDeviceGetSamples", handle, kind, 0)
+        if not got:
+            return 0
+        _, samples = got
+        return max((int(s.timeStamp) for s in samples), default=0)
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        out: list[Sample] = []
+        for i, h, lab in self._handles:
+            out.extend(self._utilization(i, h, lab, now_ns))
+            out.extend(self._gauges(h, lab, now_ns))
+        return out
+
+    def _utilization(self, i: int, h: Any, lab: Labels, now_ns: int) -> list[Sample]:
+        n = self.nvml
+        out: list[Sample] = []
+        rates = None
+        got = n.call(
+            "nvmlDeviceGetSamples",
+            h,
+            n.const("NVML_GPU_UTILIZATION_SAMPLES", 1),
+            self._last_seen_us.get(i, 0),
+        )
+        if got is not None:
+            vtype, samples = got
+            last = self._last_seen_us.get(i, 0)
+            for s in sorted(samples, key=lambda s: int(s.timeStamp)):
+                ts = int(s.timeStamp)
+                if ts <= last:
+                    continue
+                value = _sample_value(int(vtype), s)
+                if value is None:
+                    continue
+                out.append(Sample("gpu.utilization_percent", lab, ts * 1000, value))
+                last = ts
+            self._last_seen_us[i] = last
+        rates = n.call("nvmlDeviceGetUtilizationRates", h)
+        if rates is not None:
+            if not out and getattr(rates, "gpu", None) is not None:
+                out.append(Sample("gpu.utilization_percent", lab, now_ns, float(rates.gpu)))
+            if getattr(rates, "memory", None) is not None:
+                out.append(
+                    Sample("gpu.memory_utilization_percent", lab, now_ns, float(rates.memory))
+                )
+        return out
+
+    def _gauges(self, h: Any, lab: Labels, now_ns: int) -> list[Sample]:
+        n = self.nvml
+        out: list[Sample] = []
+
+        def put(metric: str, value: float | None) -> None:
+            if value is not None:
+                out.append(Sample(metric, lab, now_ns, float(value)))
+
+        mem = n.call("nvmlDeviceGetMemoryInfo", h)
+        if mem is not None:
+            put("gpu.memory_used_bytes", getattr(mem, "used", None))
+            put("gpu.memory_total_bytes", getattr(mem, "total", None))
+        mw = n.call("nvmlDeviceGetPowerUsage", h)
+        put("gpu.power_watts", None if mw is None else mw / 1000.0)
+        put(
+            "gpu.temperature_celsius",
+            n.call("nvmlDeviceGetTemperature", h, n.const("NVML_TEMPERATURE_GPU", 0)),
+        )
+        sm = n.call("nvmlDeviceGetClockInfo", h, n.const("NVML_CLOCK_SM", 1))
+        put("gpu.sm_clock_hz", None if sm is None else sm * MHZ)
+        memclk = n.call("nvmlDeviceGetClockInfo", h, n.const("NVML_CLOCK_MEM", 2))
+        put("gpu.memory_clock_hz", None if memclk is None else memclk * MHZ)
+        enc = n.call("nvmlDeviceGetEncoderUtilization", h)
+        put("gpu.encoder_utilization_percent", None if enc is None else enc[0])
+        dec = n.call("nvmlDeviceGetDecoderUtilization", h)
+        put("gpu.decoder_utilization_percent", None if dec is None else dec[0])
+        return out
+
+
+PROCESS_METRICS = [
+    MetricSpec("gpu.process.memory_used_bytes", "bytes", description="labels pid, gpu"),
+    MetricSpec("gpu.process.sm_utilization_percent", "percent", description="labels pid, gpu"),
+    MetricSpec("gpu.container.memory_used_bytes", "bytes", description="sum over the container"),
+]
+
+
+def _cgroup_procs_pids(ctx: CollectContext) -> set[int]:
+    pids: set[int] = set()
+    if ctx.cgroup is None:
+        return pids
+    dirs = {ctx.cgroup.unified} if ctx.cgroup.version == 2 else set(ctx.cgroup.controllers.values())
+    for d in dirs:
+        if not d:
+            continue
+        try:
+            with open(os.path.join(d, "cgroup.procs"), encoding="ascii") as f:
+                pids.update(int(x) for x in f.read().split() if x.isdigit())
+        except OSError:
+            continue
+    return pids
+
+
+class NvmlProcessCollector(_NvmlBase):
+    """GPU memory and SM utilisation of the target container's processes (``gpu-process``).
+
+    NVML reports host PIDs. A PID belongs to the container when ``<proc_root>/<pid>/cgroup``
+    contains ``ctx.container_id``, or when it is listed in the container's ``cgroup.procs``.
+    """
+
+    group = "gpu-process"
+
+    def __init__(self, nvml: Any = None) -> None:
+        super().__init__(nvml)
+        self._ctx: CollectContext | None = None
+        self._last_seen_us: dict[int, int] = {}
+        self._member: dict[int, bool] = {}
+
+    def metrics(self) -> list[MetricSpec]:
+        return list(PROCESS_METRICS)
+
+    def open(self, ctx: CollectContext) -> None:
+        if not ctx.container_id and ctx.cgroup is None and not ctx.pid:
+            raise CollectorUnavailable(
+                "gpu-process needs the target's container id or cgroup to match GPU processes"
+            )
+        super().open(ctx)
+        self._ctx = ctx
+
+    def _belongs(self, pid: int, procs: set[int]) -> bool:
+        if pid in procs:
+            return True
+        ctx = self._ctx
+        if ctx is None:
+            return False
+        cached = self._member.get(pid)
+        if cached is not None:
+            return cached
+        ok = pid == ctx.pid and ctx.pid != 0
+        if not ok and ctx.container_id:
+            try:
+                path = os.path.join(ctx.proc_root, str(pid), "cgroup")
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    ok = ctx.container_id in f.read()
+            except OSError:
+                return False  # process gone or unreadable: do not cache
+        self._member[pid] = ok
+        return ok
+
+    def _processes(self, h: Any) -> dict[int, float | None]:
+        procs: dict[int, float | None] = {}
+        for fn in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+            for p in self.nvml.call(fn, h) or []:
+                pid = int(p.pid)
+                mem = getattr(p, "usedGpuMemory", None)
+                prev = procs.get(pid)
+                if mem is not None and (prev is None or mem > prev):
+                    procs[pid] = float(mem)
+                elif pid not in procs:
+                    procs[pid] = None
+        return procs
+
+    def _sm_util(self, i: int, h: Any) -> dict[int, tuple[int, float]]:
+        got = self.nvml.call("nvmlDeviceGetProcessUtilization", h, self._last_seen_us.get(i, 0))
+        latest: dict[int, tuple[int, float]] = {}
+        for s in _as_list(got):
+            ts, pid = int(s.timeStamp), int(s.pid)
+            if pid not in latest or ts > latest[pid][0]:
+                latest[pid] = (ts, float(s.smUtil))
+            self._last_seen_us[i] = max(self._last_seen_us.get(i, 0), ts)
+        return latest
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        assert self._ctx is not None
+        ctx_pids = _cgroup_procs_pids(self._ctx)
+        base = dict(self._ctx_labels)
+        out: list[Sample] = []
+        for i, h, _ in self._handles:
+            procs = self._processes(h)
+            util = self._sm_util(i, h)
+            gpu = str(i)
+            total = 0.0
+            for pid in sorted(set(procs) | set(util)):
+                if not self._belongs(pid, ctx_pids):
+                    continue
+                lab = labels_of(base, pid=pid, gpu=gpu)
+                mem = procs.get(pid)
+                if mem is not None:
+                    total += mem
+                    out.append(Sample("gpu.process.memory_used_bytes", lab, now_ns, mem))
+                if pid in util:
+                    ts_us, sm = util[pid]
+                    out.append(Sample("gpu.process.sm_utilization_percent", lab, ts_us * 1000, sm))
+            out.append(
+                Sample("gpu.container.memory_used_bytes", labels_of(base, gpu=gpu), now_ns, total)
+            )
+        return out
+
+
+def _as_list(value: Any) -> Iterable[Any]:
+    if value is None:
+        return []
+    return list(value)
+
+
+def nvml_host_details(nvml: Any = None) -> dict[str, Any]:
+    """GPU models, driver and CUDA driver versions; ``{"gpu": None, "reason": …}`` without."""
+    n = Nvml(nvml)
+    try:
+        n.init()
+    except CollectorUnavailable as e:
+        return {"gpu": None, "reason": str(e)}
+    try:
+        count = int(n.call("nvmlDeviceGetCount") or 0)
+        gpus = []
+        for i in range(count):
+            h = n.call("nvmlDeviceGetHandleByIndex", i)
+            if h is None:
+                continue
+            mem = n.call("nvmlDeviceGetMemoryInfo", h)
+            gpus.append(
+                {
+                    "index": i,
+                    "name": _text(n.call("nvmlDeviceGetName", h) or ""),
+                    "uuid": _text(n.call("nvmlDeviceGetUUID", h) or ""),
+                    "memory_total_bytes": getattr(mem, "total", None),
+                }
+            )
+        cuda = n.call("nvmlSystemGetCudaDriverVersion")
+        cuda_text = None if cuda is None else f"{int(cuda) // 1000}.{int(cuda) % 1000 // 10}"
+        driver = n.call("nvmlSystemGetDriverVersion")
+        if not gpus:
+            return {"gpu": None, "reason": "NVML found no GPU"}
+        return {
+            "gpu": "nvidia",
+            "gpus": gpus,
+            "model": gpus[0]["name"],
+            "driver_version": None if driver is None else _text(driver),
+            "cuda_driver_version": cuda_text,
+        }
+    finally:
+        n.shutdown()

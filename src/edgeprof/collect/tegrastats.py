@@ -1,0 +1,491 @@
+"""Jetson ``tegrastats`` parser and collectors (metric group ``tegrastats``).
+
+``parse_line`` is a pure function turning one ``tegrastats`` line (JetPack 4 to 7, with or
+without the leading timestamp, with or without root) into metric values in SI base units.
+Unknown fields are skipped; a line with nothing recognisable gives an empty reading.
+
+Decisions worth knowing:
+
+* Memory sizes printed as ``MB``/``kB`` are binary units (MiB/KiB), as in ``/proc/meminfo``.
+* Temperatures: the first value is used (JetPack 7 prints ``name@XC/YC``; the meaning of the
+  second value is not documented, so it is not recorded). Placeholder readings are skipped:
+  anything below -40 C (offline sensors print -256C) and ``PMIC@100C``, a fixed value the
+  PMIC "sensor" prints on Nano/TX2/Xavier boards.
+* Power rails: ``NAME cur/avg`` in mW (unit optional, ``mW`` on JetPack 5+). JetPack 7 adds
+  a third value; with current and average first, it is taken to be the peak (maximum) since
+  tegrastats started and stored as ``jetson.power.max_watts``. This is an inference from
+  the field order (all three are equal on a steady line), not from NVIDIA documentation.
+* Board total (``jetson.power.total_watts`` / ``jetson.power.total_average_watts``):
+  ``POM_5V_IN`` (Nano) or ``VDD_IN`` (TX2, Xavier NX, Orin NX/Nano) when printed; otherwise
+  the sum of every rail (AGX Xavier; AGX Orin, where ``VIN_SYS_5V0`` is only one of the
+  module's input rails, so the total is VDD_GPU_SOC + VDD_CPU_CV + VIN_SYS_5V0
+  [+ VDDQ_VDD2_1V8AO when printed]). This is the rule jetson-stats uses
+  (``jtop/core/power.py: total_power``, after rbonghi/jetson_stats#344 and the NVIDIA forum
+  thread "tegrastats monitoring" it cites); on AGX Orin it covers the module, not the
+  carrier board. Rails named ``NC`` (not connected) are ignored.
+* ``gpu.power_watts`` is emitted only for a rail that powers the GPU alone (``POM_5V_GPU``,
+  ``VDD_SYS_GPU``, ``GPU``, ``VDD_GPU``); shared rails such as ``VDD_GPU_SOC`` or
+  ``VDD_CPU_GPU_CV`` stay rail series only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from edgeprof.collect.base import CollectContext
+from edgeprof.errors import CollectorUnavailable
+from edgeprof.model import Event, Labels, MetricSpec, Sample, labels_of
+
+MIB = 1024 * 1024
+_UNIT_BYTES = {"": 1, "k": 1024, "K": 1024, "M": MIB, "G": 1024 * MIB}
+MHZ = 1_000_000.0
+
+# ---------------------------------------------------------------------------- patterns
+# All compiled once at import; parse_line only runs them.
+_TS_RE = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s+")
+_RAM_RE = re.compile(r"(?<![A-Z])RAM (\d+)/(\d+)([kKMG]?)B")
+_SWAP_RE = re.compile(r"\bSWAP (\d+)/(\d+)([kKMG]?)B(?: ?\(cached (\d+)([kKMG]?)B\))?")
+_CPU_RE = re.compile(r"\bCPU \[([^\]]*)\](?:@(\d+))?")
+_CORE_RE = re.compile(r"^\s*(\d+)%(?:@(\d+))?\s*$")
+_MTS_RE = re.compile(r"\bMTS fg (\d+)% bg (\d+)%")
+# NAME value where value is: off | L%@[F,F] | L%@F | L% | @[F,F] | @F | F
+_FIELD_RE = re.compile(
+    r"(?:(?<=\s)|^)([A-Z][A-Z0-9_]*) "
+    r"(off|(?:(\d+)%)?(?:@(?:\[([\d,]+)\]|(\d+)))?|\d+)(?=\s|$)"
+)
+_RAIL_RE = re.compile(
+    r"(?:(?<=\s)|^)([A-Za-z][A-Za-z0-9_]*) "
+    r"(\d+(?:\.\d+)?)(?:mW)?/(\d+(?:\.\d+)?)(?:mW)?(?:/(\d+(?:\.\d+)?)(?:mW)?)?(?=\s|$)"
+)
+_TEMP_RE = re.compile(
+    r"(?:(?<=\s)|^)([A-Za-z][A-Za-z0-9_\-]*)@(-?\d+(?:\.\d+)?)C(?:/-?\d+(?:\.\d+)?C)?(?=\s|$)"
+)
+
+# Fields handled by their own pattern (or deliberately not exported) in the generic pass.
+_NOT_ENGINES = frozenset({"RAM", "SWAP", "IRAM", "CPU", "MTS"})
+_TOTAL_RAILS = ("POM_5V_IN", "VDD_IN")
+_GPU_ONLY_RAILS = frozenset({"POM_5V_GPU", "VDD_SYS_GPU", "GPU", "VDD_GPU"})
+_MIN_VALID_CELSIUS = -40.0
+
+Value = tuple[str, Labels, float]
+
+
+@dataclass(frozen=True, slots=True)
+class TegraReading:
+    """The metrics of one tegrastats line: ``(metric, labels, value)`` triples.
+
+    ``timestamp`` is the line's own (local, naive) time when it has one. ``total_rule``
+    says how ``jetson.power.total_watts`` was obtained (``rail:VDD_IN``, ``sum`` or ``""``).
+    """
+
+    values: tuple[Value, ...] = ()
+    timestamp: datetime | None = None
+    total_rule: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def get(self, metric: str, **labels: str) -> float | None:
+        """The value of ``metric`` with exactly these labels, or None."""
+        want = labels_of(labels)
+        for name, lab, value in self.values:
+            if name == metric and lab == want:
+                return value
+        return None
+
+    def series(self, metric: str) -> dict[Labels, float]:
+        return {lab: v for name, lab, v in self.values if name == metric}
+
+
+@dataclass
+class _Builder:
+    values: list[Value] = field(default_factory=list)
+
+    def add(self, metric: str, value: float, labels: Labels = ()) -> None:
+        self.values.append((metric, labels, float(value)))
+
+
+def _engine_name(raw: str) -> str:
+    return raw[:-5] if raw.endswith("_FREQ") else raw
+
+
+def _parse_fields(text: str, b: _Builder) -> None:
+    for m in _FIELD_RE.finditer(text):
+        raw, whole, load, gpcs, freq = m.groups()
+        if raw in _NOT_ENGINES or not whole:
+            continue
+        name = _engine_name(raw)
+        if whole == "off":
+            if name not in ("GR3D", "EMC"):
+                b.add("jetson.engine.online", 0, (("engine", name),))
+            continue
+        freqs: list[float] = []
+        if gpcs:
+            freqs = [float(f) * MHZ for f in gpcs.split(",") if f]
+        elif freq:
+            freqs = [float(freq) * MHZ]
+        elif load is None and whole.isdigit():
+            freqs = [float(whole) * MHZ]  # "APE 150", "VIC_FREQ 115": a clock in MHz
+        if name == "GR3D":
+            if load is not None:
+                b.add("gpu.utilization_percent", float(load))
+            if gpcs:
+                for i, f in enumerate(freqs):
+                    b.add("gpu.freq_hz", f, (("gpc", str(i)),))
+            elif freqs:
+                b.add("gpu.freq_hz", freqs[0])
+        elif name == "EMC":
+            if load is not None:
+                b.add("jetson.emc.utilization_percent", float(load))
+            if freqs:
+                b.add("jetson.emc.freq_hz", freqs[0])
+        else:
+            lab = (("engine", name),)
+            b.add("jetson.engine.online", 1, lab)
+            if load is not None:
+                b.add("jetson.engine.utilization_percent", float(load), lab)
+            if freqs:
+                b.add("jetson.engine.freq_hz", freqs[0], lab)
+
+
+def _parse_cpu(text: str, b: _Builder) -> None:
+    m = _CPU_RE.search(text)
+    if not m:
+        return
+    shared_freq = m.group(2)  # old form: CPU [X%,Y%]@Z
+    for i, item in enumerate(m.group(1).split(",")):
+        lab = (("core", str(i)),)
+        if item.strip() == "off":
+            b.add("jetson.cpu.online", 0, lab)
+            continue
+        cm = _CORE_RE.match(item)
+        if not cm:
+            continue
+        b.add("jetson.cpu.online", 1, lab)
+        b.add("jetson.cpu.utilization_percent", float(cm.group(1)), lab)
+        freq = cm.group(2) or shared_freq
+        if freq:
+            b.add("jetson.cpu.freq_hz", float(freq) * MHZ, lab)
+
+
+def _parse_power(text: str, b: _Builder) -> str:
+    rails: dict[str, tuple[float, float]] = {}
+    for m in _RAIL_RE.finditer(text):
+        name, cur, avg, peak = m.groups()
+        if name == "NC" or name.startswith("NC_"):
+            continue
+        cur_w, avg_w = float(cur) / 1000.0, float(avg) / 1000.0
+        lab = (("rail", name),)
+        b.add("jetson.power.current_watts", cur_w, lab)
+        b.add("jetson.power.average_watts", avg_w, lab)
+        if peak is not None:
+            b.add("jetson.power.max_watts", float(peak) / 1000.0, lab)
+        if name in _GPU_ONLY_RAILS:
+            b.add("gpu.power_watts", cur_w, lab)
+        rails[name] = (cur_w, avg_w)
+    if not rails:
+        return ""
+    for total in _TOTAL_RAILS:
+        if total in rails:
+            cur_w, avg_w = rails[total]
+            rule = f"rail:{total}"
+            break
+    else:
+        cur_w = sum(v[0] for v in rails.values())
+        avg_w = sum(v[1] for v in rails.values())
+        rule = "sum"
+    b.add("jetson.power.total_watts", cur_w)
+    b.add("jetson.power.total_average_watts", avg_w)
+    return rule
+
+
+def _parse_temps(text: str, b: _Builder) -> None:
+    for m in _TEMP_RE.finditer(text):
+        sensor, val = m.group(1), float(m.group(2))
+        if val < _MIN_VALID_CELSIUS or (sensor.upper() == "PMIC" and val == 100.0):
+            continue
+        b.add("jetson.temperature_celsius", val, (("sensor", sensor),))
+
+
+def parse_line(line: str) -> TegraReading:
+    """Parse one tegrastats line into metric values (SI units). Never raises."""
+    try:
+        return _parse(line)
+    except Exception:  # a parser bug must never stop a run: treat the line as unknown
+        return TegraReading()
+
+
+def _parse(line: str) -> TegraReading:
+    text = line.strip()
+    b = _Builder()
+    ts: datetime | None = None
+    tm = _TS_RE.match(text)
+    if tm:
+        with contextlib.suppress(ValueError):
+            ts = datetime.strptime(tm.group(1), "%m-%d-%Y %H:%M:%S")
+        text = text[tm.end() :]
+    m = _RAM_RE.search(text)
+    if m:
+        unit = _UNIT_BYTES[m.group(3)]
+        b.add("jetson.ram.used_bytes", int(m.group(1)) * unit)
+        b.add("jetson.ram.total_bytes", int(m.group(2)) * unit)
+    m = _SWAP_RE.search(text)
+    if m:
+        unit = _UNIT_BYTES[m.group(3)]
+        b.add("jetson.swap.used_bytes", int(m.group(1)) * unit)
+        b.add("jetson.swap.total_bytes", int(m.group(2)) * unit)
+        if m.group(4) is not None:
+            b.add("jetson.swap.cached_bytes", int(m.group(4)) * _UNIT_BYTES[m.group(5)])
+    _parse_cpu(text, b)
+    m = _MTS_RE.search(text)
+    if m:
+        b.add("jetson.mts.foreground_percent", float(m.group(1)))
+        b.add("jetson.mts.background_percent", float(m.group(2)))
+    _parse_fields(text, b)
+    _parse_temps(text, b)
+    rule = _parse_power(text, b)
+    if not b.values:
+        return TegraReading()
+    return TegraReading(values=tuple(b.values), timestamp=ts, total_rule=rule)
+
+
+TEGRASTATS_METRICS: list[MetricSpec] = [
+    MetricSpec("gpu.utilization_percent", "percent", description="GR3D (iGPU) load"),
+    MetricSpec("gpu.freq_hz", "Hz", description="GR3D clock; label gpc when per-GPC"),
+    MetricSpec("gpu.power_watts", "W", description="GPU-only rail power, label rail"),
+    MetricSpec("jetson.ram.used_bytes", "bytes"),
+    MetricSpec("jetson.ram.total_bytes", "bytes"),
+    MetricSpec("jetson.swap.used_bytes", "bytes"),
+    MetricSpec("jetson.swap.total_bytes", "bytes"),
+    MetricSpec("jetson.swap.cached_bytes", "bytes"),
+    MetricSpec("jetson.cpu.utilization_percent", "percent", description="per core, label core"),
+    MetricSpec("jetson.cpu.freq_hz", "Hz", description="per core, label core"),
+    MetricSpec("jetson.cpu.online", "bool", description="0 when tegrastats prints 'off'"),
+    MetricSpec("jetson.mts.foreground_percent", "percent"),
+    MetricSpec("jetson.mts.background_percent", "percent"),
+    MetricSpec("jetson.emc.utilization_percent", "percent"),
+    MetricSpec("jetson.emc.freq_hz", "Hz"),
+    MetricSpec("jetson.engine.utilization_percent", "percent", description="label engine"),
+    MetricSpec("jetson.engine.freq_hz", "Hz", description="label engine"),
+    MetricSpec("jetson.engine.online", "bool", description="0 when the engine is 'off'"),
+    MetricSpec("jetson.temperature_celsius", "celsius", description="label sensor"),
+    MetricSpec("jetson.power.current_watts", "W", description="label rail"),
+    MetricSpec("jetson.power.average_watts", "W", description="label rail"),
+    MetricSpec("jetson.power.max_watts", "W", description="JetPack 7 third value, label rail"),
+    MetricSpec("jetson.power.total_watts", "W", description="board/module total"),
+    MetricSpec("jetson.power.total_average_watts", "W"),
+]
+
+
+def interval_ms(interval_s: float) -> int:
+    """tegrastats --interval in ms: the sampling interval, at least 100 ms."""
+    return max(100, round(interval_s * 1000))
+
+
+class TegrastatsCollector:
+    """Runs ``tegrastats --interval <ms>`` and turns every line into samples.
+
+    Lines are read in a background thread and stamped with the monotonic time they arrived;
+    ``sample(now_ns)`` maps that time onto the sampler's clock (``now_ns`` minus the age of
+    the line), so a line keeps its arrival time even when drained a tick later.
+    """
+
+    START_TIMEOUT_S = 2.0
+    MAX_PENDING = 10_000
+
+    def __init__(self, group: str = "tegrastats", path: str | None = None) -> None:
+        self.group = group
+        self._path = path
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending: deque[tuple[int, TegraReading]] = deque(maxlen=self.MAX_PENDING)
+        self._unparsed: deque[str] = deque(maxlen=5)
+        self._first = threading.Event()
+        self._labels: Labels = ()
+        self._ctx: CollectContext | None = None
+        self._exit_reported = False
+        self._last_t = 0
+
+    def metrics(self) -> list[MetricSpec]:
+        return list(TEGRASTATS_METRICS)
+
+    def open(self, ctx: CollectContext) -> None:
+        self._ctx = ctx
+        self._labels = ctx.labels
+        path = self._path or ctx.options.get("tegrastats_path") or shutil.which("tegrastats")
+        if not path:
+            raise CollectorUnavailable(
+                "tegrastats not found on PATH (set the option tegrastats_path to its location)"
+            )
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise CollectorUnavailable(f"tegrastats at {path} is not an executable file")
+        ms = interval_ms(ctx.interval_s)
+        try:
+            self._proc = subprocess.Popen(
+                [path, "--interval", str(ms)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                errors="replace",
+            )
+        except OSError as e:
+            raise CollectorUnavailable(f"cannot start tegrastats at {path}: {e}") from e
+        self._thread = threading.Thread(target=self._read, name="tegrastats-reader", daemon=True)
+        self._thread.start()
+        # Wait for the first parsed line, or for the child to exit at once.
+        deadline = time.monotonic() + max(self.START_TIMEOUT_S, 2 * ms / 1000.0)
+        while not self._first.wait(0.02):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                break
+        if not self._first.is_set():
+            rc = self._proc.poll()
+            out = " | ".join(self._unparsed)
+            self.close()
+            if rc is not None:
+                raise CollectorUnavailable(
+                    f"tegrastats at {path} exited at once with code {rc}"
+                    + (f": {out}" if out else "")
+                )
+            raise CollectorUnavailable(
+                f"tegrastats at {path} printed no parsable line within "
+                f"{self.START_TIMEOUT_S:.0f} s" + (f": {out}" if out else "")
+            )
+
+    def _read(self) -> None:
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return
+        for line in proc.stdout:
+            mono = time.monotonic_ns()
+            reading = parse_line(line)
+            if not reading:
+                if line.strip():
+                    self._unparsed.append(line.strip()[:200])
+                continue
+            with self._lock:
+                self._pending.append((mono, reading))
+            self._first.set()
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        mono_now = time.monotonic_ns()
+        with self._lock:
+            drained = list(self._pending)
+            self._pending.clear()
+        out: list[Sample] = []
+        base = dict(self._labels)
+        cache: dict[Labels, Labels] = {}
+        for mono, reading in drained:
+            t = min(now_ns, now_ns - (mono_now - mono))
+            t = max(t, self._last_t)
+            self._last_t = t
+            for metric, lab, value in reading.values:
+                full = cache.get(lab)
+                if full is None:
+                    full = labels_of(base, **dict(lab)) if lab else self._labels
+                    cache[lab] = full
+                out.append(Sample(metric, full, t, value))
+        self._check_exit(now_ns, drained)
+        return out
+
+    def _check_exit(self, now_ns: int, drained: list[tuple[int, TegraReading]]) -> None:
+        proc = self._proc
+        if drained or proc is None or self._exit_reported or proc.poll() is None:
+            return
+        self._exit_reported = True
+        if self._ctx is not None:
+            self._ctx.emit_event(
+                Event(
+                    t_ns=now_ns,
+                    kind="collector_failed",
+                    message=f"tegrastats exited with code {proc.returncode}",
+                    target=self._ctx.target,
+                    data={"group": self.group},
+                )
+            )
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5.0)
+            if proc.stdout is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdout.close()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=2.0)
+
+
+GPU_LOAD_PATHS = ("devices/gpu.0/load", "devices/platform/gpu.0/load")
+
+
+class JetsonGpuLoadCollector:
+    """Jetson iGPU load from sysfs (``<sys_root>/devices/gpu.0/load``, 0-1000 → percent).
+
+    The file is kept open and read with ``os.pread`` at every tick. Emits
+    ``gpu.utilization_percent{source="sysfs"}``.
+    """
+
+    def __init__(self, group: str = "tegrastats") -> None:
+        self.group = group
+        self._fd: int | None = None
+        self._labels: Labels = ()
+        self.path: str | None = None
+
+    def metrics(self) -> list[MetricSpec]:
+        return [
+            MetricSpec(
+                "gpu.utilization_percent", "percent", description="iGPU load from sysfs gpu.0/load"
+            )
+        ]
+
+    def open(self, ctx: CollectContext) -> None:
+        self._labels = labels_of(dict(ctx.labels), source="sysfs")
+        reasons = []
+        for rel in GPU_LOAD_PATHS:
+            path = os.path.join(ctx.sys_root, rel)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError as e:
+                reasons.append(f"{path}: {e.strerror}")
+                continue
+            try:
+                int(os.pread(fd, 32, 0).split()[0])
+            except (OSError, ValueError, IndexError) as e:
+                os.close(fd)
+                reasons.append(f"{path}: unreadable ({e})")
+                continue
+            self._fd, self.path = fd, path
+            return
+        raise CollectorUnavailable("Jetson GPU load not readable: " + "; ".join(reasons))
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        if self._fd is None:
+            return []
+        try:
+            raw = int(os.pread(self._fd, 32, 0).split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        return [Sample("gpu.utilization_percent", self._labels, now_ns, raw / 10.0)]
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

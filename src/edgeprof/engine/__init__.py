@@ -1,0 +1,1 @@
+"""Container engines: the Engine protocol and its Docker Engine API implementation."""

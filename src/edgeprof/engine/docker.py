@@ -1,0 +1,277 @@
+"""The Docker Engine API engine (dockerd, and Podman's Docker-compatible service).
+
+Talks to the engine through the ``docker`` SDK and honours ``DOCKER_HOST``. A container's
+cgroup is found from ``/proc/<pid>/cgroup``, which works for dockerd and Podman on cgroup
+v1 and v2; when the engine is remote, the pid is not ours to read and the caller falls
+back to the engine's stats API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any
+
+from edgeprof.collect.base import CgroupPaths
+from edgeprof.engine.base import ContainerRequest, ExitInfo, Handle
+from edgeprof.errors import CollectorUnavailable, EngineError
+
+_DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+def engine_address() -> str:
+    return os.environ.get("DOCKER_HOST") or _DEFAULT_SOCKET
+
+
+def _where() -> str:
+    if os.environ.get("DOCKER_HOST"):
+        return f"DOCKER_HOST={os.environ['DOCKER_HOST']}"
+    return f"{_DEFAULT_SOCKET} (DOCKER_HOST is not set)"
+
+
+def is_local(address: str) -> bool:
+    return address.startswith(("unix://", "npipe://")) or address.startswith("/")
+
+
+class DockerEngine:
+    """Engine implementation over the Docker Engine API."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        try:
+            import docker
+            import docker.errors
+        except ImportError as e:  # pragma: no cover - docker is a hard dependency
+            raise EngineError(
+                f"the 'docker' Python package is missing ({e}); pip install docker"
+            ) from None
+        self._docker = docker
+        self.address = engine_address()
+        self.description = f"container engine at {_where()}"
+        try:
+            self.client = docker.from_env(timeout=int(timeout))
+            self.client.ping()
+        except Exception as e:  # noqa: BLE001 - any failure here means "cannot reach"
+            raise EngineError(
+                f"cannot reach the container engine at {_where()}: {_short(e)}; start dockerd "
+                "(or Podman's API service) or point DOCKER_HOST at a running engine"
+            ) from None
+        self.local = is_local(self.address)
+        try:
+            self.info: dict[str, Any] = self.client.info()
+        except Exception:  # noqa: BLE001
+            self.info = {}
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except Exception as e:  # noqa: BLE001
+            raise EngineError(
+                f"the container engine at {_where()} stopped answering: {_short(e)}"
+            ) from None
+
+    def engine_details(self) -> dict[str, Any]:
+        i = self.info
+        return {
+            "engine": self._engine_name(),
+            "engine_version": i.get("ServerVersion"),
+            "cgroup_version": i.get("CgroupVersion"),
+            "cgroup_driver": i.get("CgroupDriver"),
+            "engine_host": self.address,
+            "kernel": i.get("KernelVersion"),
+            "os": i.get("OperatingSystem"),
+            "ncpu": i.get("NCPU"),
+            "mem_total": i.get("MemTotal"),
+            "runtimes": sorted((i.get("Runtimes") or {}).keys()),
+        }
+
+    def _engine_name(self) -> str:
+        try:
+            comps = self.client.version().get("Components") or []
+        except Exception:  # noqa: BLE001
+            return "docker"
+        names = " ".join(str(c.get("Name", "")) for c in comps).lower()
+        return "podman" if "podman" in names else "docker"
+
+    def image_exists(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+            return True
+        except self._docker.errors.ImageNotFound:
+            return False
+        except self._docker.errors.APIError as e:
+            raise EngineError(f"cannot look up image {image!r}: {_short(e)}") from None
+
+    def image_info(self, image: str) -> dict[str, Any]:
+        try:
+            img = self.client.images.get(image)
+        except self._docker.errors.DockerException:
+            return {}
+        attrs = img.attrs
+        return {
+            "id": img.id,
+            "size": attrs.get("Size"),
+            "architecture": attrs.get("Architecture"),
+            "created": attrs.get("Created"),
+        }
+
+    def _create_kwargs(self, req: ContainerRequest) -> dict[str, Any]:
+        types = self._docker.types
+        kw: dict[str, Any] = {
+            "image": req.image,
+            "command": req.command or None,
+            "name": req.name,
+            "environment": req.env,
+            "labels": req.labels,
+            "detach": True,
+        }
+        if req.entrypoint is not None:
+            kw["entrypoint"] = req.entrypoint
+        if req.cpus is not None:
+            kw["nano_cpus"] = int(req.cpus * 1e9)
+        if req.memory is not None:
+            kw["mem_limit"] = req.memory
+            kw["memswap_limit"] = req.memory  # no swap: an OOM is an OOM, as on edge devices
+        if req.shm_size is not None:
+            kw["shm_size"] = req.shm_size
+        if req.pids_limit is not None:
+            kw["pids_limit"] = req.pids_limit
+        if req.cpuset:
+            kw["cpuset_cpus"] = req.cpuset
+        if req.volumes:
+            kw["volumes"] = list(req.volumes)
+        if req.network:
+            kw[
+                "network_mode"
+                if req.network in ("none", "host", "bridge") or req.network.startswith("container:")
+                else "network"
+            ] = req.network
+        if req.ipc:
+            kw["ipc_mode"] = req.ipc
+        if req.runtime:
+            kw["runtime"] = req.runtime
+        if req.gpus is not None:
+            if req.gpus == "all":
+                dr = types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+            elif isinstance(req.gpus, int):
+                dr = types.DeviceRequest(count=req.gpus, capabilities=[["gpu"]])
+            else:
+                ids = str(req.gpus).removeprefix("device=").split(",")
+                dr = types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])
+            kw["device_requests"] = [dr]
+        if req.ulimits:
+            uls = []
+            for name, val in req.ulimits.items():
+                if isinstance(val, dict):
+                    uls.append(types.Ulimit(name=name, soft=val["soft"], hard=val["hard"]))
+                else:
+                    uls.append(types.Ulimit(name=name, soft=int(val), hard=int(val)))
+            kw["ulimits"] = uls
+        if req.user:
+            kw["user"] = req.user
+        if req.workdir:
+            kw["working_dir"] = req.workdir
+        if req.privileged:
+            kw["privileged"] = True
+        if req.devices:
+            kw["devices"] = list(req.devices)
+        return kw
+
+    def start(self, req: ContainerRequest) -> Handle:
+        errors = self._docker.errors
+        try:
+            c = self.client.containers.create(**self._create_kwargs(req))
+        except errors.ImageNotFound:
+            raise EngineError(
+                f"image {req.image!r} is not present on the engine; build or load it first"
+            ) from None
+        except errors.APIError as e:
+            raise EngineError(
+                f"the engine refused to create the container for {req.name}: {_short(e)}"
+            ) from None
+        try:
+            c.start()
+        except errors.APIError as e:
+            # The container exists; the caller records the failure and removes it.
+            self._safe_remove(c.id)
+            raise EngineError(f"the engine could not start {req.name}: {_short(e)}") from None
+        started = time.time_ns()
+        pid = 0
+        try:
+            c.reload()
+            pid = int(c.attrs.get("State", {}).get("Pid") or 0)
+        except errors.DockerException:
+            pass
+        cgroup: CgroupPaths | None = None
+        if pid and self.local:
+            from edgeprof.collect.cgroup import find_cgroup
+
+            try:
+                cgroup = find_cgroup(pid)
+            except CollectorUnavailable:
+                cgroup = None
+        return Handle(container_id=c.id, name=req.name, pid=pid, cgroup=cgroup, started_ns=started)
+
+    def wait(self, handle: Handle, timeout: float | None) -> int | None:
+        """Block until the container exits (one long API call, no polling)."""
+        try:
+            res = self.client.api.wait(handle.container_id, timeout=timeout)
+        except Exception:  # noqa: BLE001 - timeouts and removed containers
+            return None
+        return int(res.get("StatusCode", -1))
+
+    def stop(self, handle: Handle, grace: float) -> None:
+        try:
+            self.client.api.stop(handle.container_id, timeout=max(0, int(round(grace))))
+        except self._docker.errors.NotFound:
+            pass
+        except self._docker.errors.APIError:
+            with contextlib.suppress(self._docker.errors.DockerException):
+                self.client.api.kill(handle.container_id)
+
+    def exit_info(self, handle: Handle) -> ExitInfo:
+        try:
+            state = self.client.api.inspect_container(handle.container_id)["State"]
+        except self._docker.errors.DockerException as e:
+            return ExitInfo(exit_code=None, oom_killed=False, error=_short(e))
+        return ExitInfo(
+            exit_code=state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            error=state.get("Error") or None,
+            finished_at=state.get("FinishedAt"),
+        )
+
+    def logs(self, handle: Handle) -> tuple[str, str]:
+        api = self.client.api
+        try:
+            out = api.logs(handle.container_id, stdout=True, stderr=False, timestamps=True)
+            err = api.logs(handle.container_id, stdout=False, stderr=True, timestamps=True)
+        except self._docker.errors.DockerException:
+            return "", ""
+        return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    def _safe_remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True, v=True)
+        except self._docker.errors.NotFound:
+            pass
+        except self._docker.errors.DockerException:
+            pass
+
+    def remove(self, handle: Handle) -> None:
+        self._safe_remove(handle.container_id)
+
+    def stats_stream(self, handle: Handle) -> Any:
+        return self.client.api.stats(handle.container_id, stream=True, decode=True)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _short(e: BaseException) -> str:
+    text = getattr(e, "explanation", None) or str(e) or type(e).__name__
+    text = str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__
+    return text[:300].rstrip(".")

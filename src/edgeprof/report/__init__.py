@@ -1,0 +1,1 @@
+"""Renderings of stored runs: terminal tables, exports."""

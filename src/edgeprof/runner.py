@@ -1,0 +1,586 @@
+"""Run a profile: every target in a fresh container, sampled, stored, cleaned up.
+
+``run_profile`` is the library function behind ``edgeprof run``. Each target: create and
+start its container, open the collectors of the spec's metric groups, sample until the app
+exits or its timeout (then SIGTERM, grace, SIGKILL), record exit code, OOM kill, duration
+and logs, close everything and remove the container. A failing target is recorded and the
+run goes on. ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM turned into it by the CLI) stops
+and removes the container, stores every sample taken so far and marks the run interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeprof import __version__
+from edgeprof.collect.base import CollectContext, Collector
+from edgeprof.engine.base import ContainerRequest, Engine, Handle
+from edgeprof.errors import CollectorUnavailable, EngineError, UserError
+from edgeprof.model import Clock, Event, MetricSpec, labels_of
+from edgeprof.sampler import Sampler
+from edgeprof.spec import LoadedSpec, TargetRun, plan
+from edgeprof.store.sql import BatchWriter, SQLStore
+
+METRICS_SOCKET_IN_CONTAINER = "/run/edgeprof/metrics.sock"
+PYWAGGLE_DIR_IN_CONTAINER = "/run/edgeprof/pywaggle"
+
+
+@dataclass
+class RunOptions:
+    interval_s: float | None = None
+    stats_source: str = "auto"  # auto | cgroup | engine-api
+    only_targets: list[str] | None = None
+    work_dir: str | None = None
+
+
+@dataclass
+class TargetResult:
+    name: str
+    target_id: int
+    status: str
+    exit_code: int | None = None
+    oom_killed: bool = False
+    timed_out: bool = False
+    duration_s: float = 0.0
+    error: str | None = None
+    samples: int = 0
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    status: str
+    targets: list[TargetResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TargetResult]:
+        return [t for t in self.targets if t.status in ("failed", "oom_killed", "error")]
+
+
+class Progress:
+    """Callbacks for the CLI's live display; the default does nothing."""
+
+    def run_started(self, run_id: int, image: str, targets: list[TargetRun]) -> None: ...
+
+    def target_started(self, tr: TargetRun, timeout: float) -> None: ...
+
+    def target_tick(self, tr: TargetRun, elapsed: float, latest: dict[str, float]) -> None: ...
+
+    def target_ended(self, tr: TargetRun, result: TargetResult) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+def host_details(engine: Any) -> dict[str, Any]:
+    import psutil
+
+    details: dict[str, Any] = {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": psutil.cpu_count(),
+        "memory_total_bytes": psutil.virtual_memory().total,
+    }
+    if hasattr(engine, "engine_details"):
+        details.update(engine.engine_details())
+    try:
+        from edgeprof.collect.gpu import gpu_host_details
+
+        details["gpu"] = gpu_host_details()
+    except ImportError:
+        pass
+    except Exception as e:  # noqa: BLE001 - host details are best effort
+        details["gpu"] = {"gpu": None, "reason": str(e)}
+    return details
+
+
+def _container_name(run_id: int, tr: TargetRun) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", tr.name)
+    return f"edgeprof-{run_id}-{safe}-{secrets.token_hex(3)}"
+
+
+class _Unavailable:
+    """Records each (group, reason) once per run."""
+
+    def __init__(self, store: SQLStore, run_id: int, clock: Clock, progress: Progress) -> None:
+        self.seen: set[tuple[str, str]] = set()
+        self.store, self.run_id, self.clock, self.progress = store, run_id, clock, progress
+
+    def __call__(self, group: str, reason: str, target_id: int | None) -> None:
+        if (group, reason) in self.seen:
+            return
+        self.seen.add((group, reason))
+        self.store.add_event(
+            self.run_id,
+            target_id,
+            Event(
+                self.clock.now_ns(),
+                "collector_unavailable",
+                f"{group}: {reason}",
+                data={"group": group, "reason": reason},
+            ),
+        )
+        self.progress.note(f"metric group '{group}' unavailable: {reason}")
+
+
+def _collectors_for(
+    groups: list[str],
+    *,
+    has_cgroup: bool,
+    stats_source: str,
+    unavailable: Callable[[str, str], None],
+) -> list[Collector]:
+    """Collectors that open after the container started (they need its pid/cgroup)."""
+    from edgeprof.collect.cgroup import CgroupCollector, NetCollector
+    from edgeprof.collect.enginestats import EngineStatsCollector
+    from edgeprof.collect.host import HostCollector
+    from edgeprof.collect.procs import ProcessCollector
+
+    out: list[Collector] = []
+    use_api = stats_source == "engine-api" or (stats_source == "auto" and not has_cgroup)
+    if use_api:
+        out.append(EngineStatsCollector())
+    else:
+        out += [CgroupCollector(), NetCollector()]
+    for g in groups:
+        if g == "container" or g == "app":
+            continue
+        if g == "system":
+            out.append(HostCollector())
+        elif g == "process":
+            out.append(ProcessCollector())
+        elif g in ("gpu-summary", "gpu-process", "tegrastats"):
+            try:
+                from edgeprof.collect.gpu import gpu_collectors
+            except ImportError:
+                unavailable(g, "GPU collectors are not part of this build")
+                continue
+            try:
+                out += gpu_collectors(g)
+            except CollectorUnavailable as e:
+                unavailable(g, str(e))
+        else:  # pragma: no cover - spec validation rejects unknown groups
+            unavailable(g, "unknown metric group")
+    return out
+
+
+class _AppMetrics:
+    """The per-run metrics socket and pywaggle log folder, opened before each container."""
+
+    def __init__(self, loaded: LoadedSpec, work_dir: str) -> None:
+        self.opts = loaded.spec.profiling.app_metrics
+        self.enabled = "app" in loaded.spec.profiling.metrics
+        self.work_dir = work_dir
+
+    def prepare(
+        self, ctx: CollectContext, req: ContainerRequest, unavailable: Callable[[str, str], None]
+    ) -> list[Collector]:
+        if not self.enabled:
+            return []
+        try:
+            from edgeprof.collect.appmetrics import AppMetricsCollector, PywaggleLogCollector
+        except ImportError:
+            unavailable("app", "app metrics are not part of this build")
+            return []
+        out: list[Collector] = []
+        tdir = tempfile.mkdtemp(prefix="t-", dir=self.work_dir)
+        os.chmod(tdir, 0o755)
+        if self.opts.socket:
+            sock_dir = os.path.join(tdir, "sock")
+            ctx.options["socket_path"] = os.path.join(sock_dir, "metrics.sock")
+            if self.opts.udp_port is not None:
+                ctx.options["udp_port"] = self.opts.udp_port
+            c = AppMetricsCollector()
+            try:
+                c.open(ctx)
+            except CollectorUnavailable as e:
+                unavailable("app", str(e))
+            else:
+                out.append(c)
+                req.volumes.append(
+                    f"{sock_dir}:{os.path.dirname(METRICS_SOCKET_IN_CONTAINER)}/sock:rw"
+                )
+                req.env.setdefault(
+                    "EDGEPROF_METRICS_SOCKET",
+                    f"{os.path.dirname(METRICS_SOCKET_IN_CONTAINER)}/sock/metrics.sock",
+                )
+                port = getattr(c, "udp_port", None)
+                if port:
+                    req.env.setdefault("EDGEPROF_METRICS_UDP", f"127.0.0.1:{port}")
+        if self.opts.pywaggle:
+            pdir = os.path.join(tdir, "pywaggle")
+            os.makedirs(pdir, mode=0o777, exist_ok=True)
+            os.chmod(pdir, 0o777)
+            ctx.options["pywaggle_dir"] = pdir
+            pc = PywaggleLogCollector()
+            try:
+                pc.open(ctx)
+            except CollectorUnavailable as e:
+                unavailable("app", str(e))
+            else:
+                out.append(pc)
+                req.volumes.append(f"{pdir}:{PYWAGGLE_DIR_IN_CONTAINER}:rw")
+                req.env.setdefault("PYWAGGLE_LOG_DIR", PYWAGGLE_DIR_IN_CONTAINER)
+        return out
+
+
+def _describe(collectors: list[Collector]) -> dict[str, tuple[str, str]]:
+    desc: dict[str, tuple[str, str]] = {}
+    for c in collectors:
+        for m in c.metrics():
+            desc[m.name] = (m.unit, m.kind)
+            if m.kind == "counter":
+                desc[m.rate_metric] = (m.rate_unit or f"{m.unit}/s", "gauge")
+    return desc
+
+
+def _request(loaded: LoadedSpec, tr: TargetRun, run_id: int, image: str) -> ContainerRequest:
+    ro = tr.run
+    res = tr.target.resources
+    return ContainerRequest(
+        image=image,
+        name=_container_name(run_id, tr),
+        command=tr.argv,
+        env=dict(tr.env),
+        labels={
+            "edgeprof.run": str(run_id),
+            "edgeprof.target": tr.name,
+            "edgeprof.spec": loaded.spec.name,
+        },
+        entrypoint=ro.entrypoint,
+        cpus=res.cpus,
+        memory=res.memory,
+        shm_size=res.shm_size or ro.shm_size,
+        pids_limit=res.pids_limit,
+        cpuset=res.cpuset,
+        volumes=list(ro.volumes),
+        network=ro.network,
+        ipc=ro.ipc,
+        runtime=ro.runtime,
+        gpus=ro.gpus,
+        ulimits={
+            k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in ro.ulimits.items()
+        },
+        user=ro.user,
+        workdir=ro.workdir,
+        privileged=ro.privileged,
+        devices=list(ro.devices),
+    )
+
+
+def _target_config(tr: TargetRun) -> dict[str, Any]:
+    return {
+        "timeout": tr.target.timeout,
+        "resources": tr.target.resources.model_dump(exclude_none=True),
+        "env": tr.env,
+        "repeat_index": tr.repeat_index,
+    }
+
+
+class _Waiter:
+    """Waits for the container's exit in a thread (one long API call, no polling)."""
+
+    def __init__(self, engine: Engine, handle: Handle) -> None:
+        self.done = threading.Event()
+        self.code: int | None = None
+        self._t = threading.Thread(
+            target=self._run, args=(engine, handle), daemon=True, name="edgeprof-wait"
+        )
+        self._t.start()
+
+    def _run(self, engine: Engine, handle: Handle) -> None:
+        self.code = engine.wait(handle, None)
+        self.done.set()
+
+
+def run_profile(
+    loaded: LoadedSpec,
+    store: SQLStore,
+    engine: Engine,
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    opts = options or RunOptions()
+    ui = progress or Progress()
+    spec = loaded.spec
+    prof = spec.profiling
+    interval = opts.interval_s or prof.interval
+    runs = plan(spec)
+    if opts.only_targets:
+        unknown = [
+            n
+            for n in opts.only_targets
+            if n not in {r.name for r in runs} | {r.name.split("#")[0] for r in runs}
+        ]
+        if unknown:
+            raise UserError(
+                f"no target named {unknown[0]!r} in {loaded.path}; targets are: "
+                + ", ".join(r.name for r in runs)
+            )
+        runs = [
+            r
+            for r in runs
+            if r.name in opts.only_targets or r.name.split("#")[0] in opts.only_targets
+        ]
+    image = spec.image_ref()
+    if not engine.image_exists(image):
+        raise EngineError(
+            f"image {image!r} (from {loaded.path}: "
+            + ("'image'" if spec.image else "namespace/name:version")
+            + f") is not present on the {engine.description}; build or load it first (edgeprof never pulls)"
+        )
+    groups = list(dict.fromkeys(["container", *prof.metrics]))
+    clock = Clock()
+    run_id = store.begin_run(
+        spec_name=spec.name,
+        image=image,
+        spec_path=os.path.abspath(loaded.path),
+        spec_text=loaded.text,
+        started_ns=clock.now_ns(),
+        interval_s=interval,
+        host={},
+        version=__version__,
+    )
+    store.update_run_host(run_id, {**host_details(engine), "image": engine.image_info(image)})
+    unavailable = _Unavailable(store, run_id, clock, ui)
+    work_dir = tempfile.mkdtemp(prefix=f"edgeprof-run{run_id}-", dir=opts.work_dir)
+    os.chmod(work_dir, 0o755)
+    app = _AppMetrics(loaded, work_dir)
+    result = RunResult(run_id=run_id, status="running")
+    ui.run_started(run_id, image, runs)
+    try:
+        for tr in runs:
+            result.targets.append(
+                _run_target(
+                    loaded,
+                    tr,
+                    run_id,
+                    image,
+                    groups,
+                    interval,
+                    store,
+                    engine,
+                    clock,
+                    opts,
+                    ui,
+                    unavailable,
+                    app,
+                )
+            )
+        result.status = "completed"
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+        raise
+    finally:
+        if result.status == "running":
+            result.status = "error"
+        store.end_run(run_id, result.status, clock.now_ns())
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+def _run_target(
+    loaded: LoadedSpec,
+    tr: TargetRun,
+    run_id: int,
+    image: str,
+    groups: list[str],
+    interval: float,
+    store: SQLStore,
+    engine: Engine,
+    clock: Clock,
+    opts: RunOptions,
+    ui: Progress,
+    unavailable: _Unavailable,
+    app: _AppMetrics,
+) -> TargetResult:
+    prof = loaded.spec.profiling
+    target_id = store.begin_target(run_id, tr.index, tr.name, tr.argv, _target_config(tr))
+    res = TargetResult(name=tr.name, target_id=target_id, status="running")
+    timeout = tr.target.timeout
+
+    def event(kind: str, message: str, **data: Any) -> None:
+        store.add_event(run_id, target_id, Event(clock.now_ns(), kind, message, tr.name, data))
+
+    def unavail(group: str, reason: str) -> None:
+        unavailable(group, reason, target_id)
+
+    ctx = CollectContext(
+        target=tr.name,
+        labels=labels_of(target=tr.name),
+        interval_s=interval,
+        options={"tegrastats_path": prof.tegrastats_path} if prof.tegrastats_path else {},
+        emit_event=lambda ev: store.add_event(run_id, target_id, ev),
+        engine=engine,
+    )
+    req = _request(loaded, tr, run_id, image)
+    collectors: list[Collector] = app.prepare(ctx, req, unavail)
+    handle: Handle | None = None
+    sampler: Sampler | None = None
+    writer: BatchWriter | None = None
+    t0 = time.monotonic()
+    ui.target_started(tr, timeout)
+    try:
+        try:
+            handle = engine.start(req)
+        except EngineError as e:
+            res.status, res.error = "error", str(e)
+            event("target_error", str(e))
+            return res
+        t0 = time.monotonic()
+        store.update_target(
+            target_id, container_id=handle.container_id, started_ns=clock.now_ns(), status="running"
+        )
+        event(
+            "target_started",
+            f"container {handle.container_id[:12]} started",
+            pid=handle.pid,
+            cgroup=handle.cgroup.__dict__ if handle.cgroup else None,
+        )
+        ctx.container_id, ctx.pid, ctx.cgroup = handle.container_id, handle.pid, handle.cgroup
+        late = _collectors_for(
+            groups,
+            has_cgroup=handle.cgroup is not None,
+            stats_source=opts.stats_source,
+            unavailable=unavail,
+        )
+        for c in late:
+            try:
+                c.open(ctx)
+            except CollectorUnavailable as e:
+                if c.group == "container" and handle.cgroup is None and not handle.pid:
+                    continue  # the app exited before we could look at it; exit info still follows
+                unavail(c.group, str(e))
+                continue
+            collectors.append(c)
+            resolution = getattr(c, "resolution_s", None)
+            if resolution:
+                event(
+                    "low_resolution",
+                    f"container metrics come from the engine's stats API: resolution "
+                    f"is {resolution:g} s, not {interval:g} s",
+                    resolution_s=resolution,
+                )
+        writer = BatchWriter(store, run_id, target_id, _describe(collectors))
+
+        def on_error(c: Collector, e: BaseException) -> None:
+            unavail(c.group, f"failed while sampling: {type(e).__name__}: {e}")
+
+        sampler = Sampler(collectors, interval, clock, writer, on_error)
+        sampler.start()
+        waiter = _Waiter(engine, handle)
+        while not waiter.done.wait(min(0.25, interval if interval > 0.05 else 0.05)):
+            elapsed = time.monotonic() - t0
+            ui.target_tick(tr, elapsed, sampler.latest)
+            if timeout > 0 and elapsed >= timeout:
+                res.timed_out = True
+                event(
+                    "timed_out",
+                    f"timeout of {timeout:g} s reached; stopping (SIGTERM, {prof.grace:g} s grace, SIGKILL)",
+                )
+                engine.stop(handle, prof.grace)
+                waiter.done.wait(prof.grace + 10)
+                break
+        res.duration_s = time.monotonic() - t0
+        ui.target_tick(tr, res.duration_s, sampler.latest)
+        info = engine.exit_info(handle)
+        res.exit_code = info.exit_code if info.exit_code is not None else waiter.code
+        res.oom_killed = info.oom_killed
+        if res.oom_killed:
+            res.status = "oom_killed"
+        elif res.timed_out:
+            res.status = "timed_out"
+        elif res.exit_code == 0:
+            res.status = "exited"
+        else:
+            res.status = "failed"
+        event(
+            "exited",
+            f"exit code {res.exit_code}" + (", OOM-killed" if res.oom_killed else ""),
+            exit_code=res.exit_code,
+            oom_killed=res.oom_killed,
+            timed_out=res.timed_out,
+        )
+    except KeyboardInterrupt:
+        res.status = "interrupted"
+        res.duration_s = time.monotonic() - t0
+        _mask_signals()
+        event("interrupted", "run interrupted (Ctrl-C or SIGTERM); container stopped")
+        if handle is not None:
+            engine.stop(handle, min(prof.grace, 2.0))
+        raise
+    finally:
+        _mask_signals()
+        try:
+            if sampler is not None:
+                sampler.stop(final_sample=True)
+                timing = sampler.timing()
+                event("sampler_timing", "sampler schedule and own CPU use", **timing.as_dict())
+            for c in collectors:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+            if writer is not None:
+                writer.close()
+                res.samples = writer.written
+            if handle is not None:
+                out, err = engine.logs(handle)
+                if out:
+                    store.add_log(target_id, "stdout", out)
+                if err:
+                    store.add_log(target_id, "stderr", err)
+                engine.remove(handle)
+            store.update_target(
+                target_id,
+                status=res.status,
+                exit_code=res.exit_code,
+                oom_killed=res.oom_killed,
+                timed_out=res.timed_out,
+                duration_s=round(res.duration_s, 3),
+                ended_ns=clock.now_ns(),
+                error=res.error,
+            )
+            ui.target_ended(tr, res)
+        finally:
+            _unmask_signals()
+    return res
+
+
+_saved_handlers: dict[int, Any] = {}
+
+
+def _mask_signals() -> None:
+    """Ignore Ctrl-C/SIGTERM while cleaning up, so cleanup itself is never cut short."""
+    if threading.current_thread() is not threading.main_thread() or _saved_handlers:
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        _saved_handlers[sig] = signal.signal(sig, signal.SIG_IGN)
+
+
+def _unmask_signals() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig, h in list(_saved_handlers.items()):
+        signal.signal(sig, h)
+    _saved_handlers.clear()
+
+
+def all_metric_specs() -> list[MetricSpec]:
+    from edgeprof.collect.cgroup import CONTAINER_METRICS, NET_METRICS
+    from edgeprof.collect.host import HOST_METRICS
+    from edgeprof.collect.procs import PROCESS_METRICS
+
+    return [*CONTAINER_METRICS, *NET_METRICS, *HOST_METRICS, *PROCESS_METRICS]

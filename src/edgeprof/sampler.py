@@ -1,0 +1,181 @@
+"""The timing loop: calls every collector at each tick, timestamps, derives counter rates.
+
+Ticks are scheduled on absolute monotonic deadlines (``start + k * interval``), so jitter
+never accumulates; a tick that is late by more than one interval skips the missed ones and
+counts them. Rates of counters are derived here, once, for every collector: each counter
+sample is also emitted under its rate name (``cpu.usage_seconds`` → ``cpu.percent``).
+Samples go to a sink (the store's batch writer) from the sampler's own thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgeprof.collect.base import Collector
+from edgeprof.model import Clock, Labels, Sample
+
+
+@dataclass(frozen=True)
+class _Rate:
+    name: str
+    scale: float
+
+
+@dataclass
+class TimingStats:
+    """How well the sampler kept its schedule."""
+
+    ticks: int
+    missed: int
+    interval_s: float
+    period_p50_s: float
+    period_p99_s: float
+    period_max_dev_s: float
+    lateness_p99_s: float
+    cpu_seconds: float
+    wall_seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def _pct(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return 0.0
+    k = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
+    return sorted_vals[k]
+
+
+class Sampler:
+    def __init__(
+        self,
+        collectors: list[Collector],
+        interval_s: float,
+        clock: Clock,
+        sink: Callable[[list[Sample]], None],
+        on_error: Callable[[Collector, BaseException], None] | None = None,
+    ) -> None:
+        self.collectors = list(collectors)
+        self.interval_s = interval_s
+        self.clock = clock
+        self.sink = sink
+        self.on_error = on_error
+        self._rates: dict[str, _Rate] = {}
+        for c in self.collectors:
+            for m in c.metrics():
+                if m.kind == "counter":
+                    self._rates[m.name] = _Rate(m.rate_metric, m.rate_scale)
+        self._prev: dict[tuple[str, Labels], tuple[int, float]] = {}
+        self.latest: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tick_mono = array("q")
+        self.missed = 0
+        self._cpu = 0.0
+        self._wall = 0.0
+
+    # -- one tick -------------------------------------------------------------------------
+    def tick(self, now_ns: int) -> list[Sample]:
+        out: list[Sample] = []
+        for c in self.collectors:
+            try:
+                got = c.sample(now_ns)
+            except Exception as e:  # noqa: BLE001 - a failing collector never stops the run
+                if self.on_error is not None:
+                    self.on_error(c, e)
+                continue
+            if got:
+                out.extend(got)
+        if not out:
+            return out
+        rates = self._rates
+        prev = self._prev
+        derived: list[Sample] = []
+        latest = self.latest
+        for s in out:
+            r = rates.get(s.metric)
+            if r is None:
+                if not s.labels or len(s.labels) == 1:
+                    latest[s.metric] = s.value
+                continue
+            key = (s.metric, s.labels)
+            p = prev.get(key)
+            prev[key] = (s.t_ns, s.value)
+            if p is not None and s.t_ns > p[0] and s.value >= p[1]:
+                v = (s.value - p[1]) * 1e9 / (s.t_ns - p[0]) * r.scale
+                derived.append(Sample(r.name, s.labels, s.t_ns, v))
+                if len(s.labels) <= 1:
+                    latest[r.name] = v
+        if derived:
+            out.extend(derived)
+        return out
+
+    # -- the loop -------------------------------------------------------------------------
+    def _run(self) -> None:
+        interval_ns = int(self.interval_s * 1e9)
+        cpu0 = time.thread_time()
+        wall0 = time.monotonic()
+        start = time.monotonic_ns()
+        k = 0
+        ticks = self._tick_mono
+        clock = self.clock
+        sink = self.sink
+        stop = self._stop
+        while True:
+            now = time.monotonic_ns()
+            ticks.append(now)
+            batch = self.tick(clock.from_monotonic(now))
+            if batch:
+                sink(batch)
+            k += 1
+            deadline = start + k * interval_ns
+            now = time.monotonic_ns()
+            if now > deadline + interval_ns:
+                skipped = (now - deadline) // interval_ns
+                self.missed += int(skipped)
+                k += int(skipped)
+                deadline = start + k * interval_ns
+            if stop.wait(max(0.0, (deadline - time.monotonic_ns()) / 1e9)):
+                break
+        self._cpu = time.thread_time() - cpu0
+        self._wall = time.monotonic() - wall0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="edgeprof-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self, final_sample: bool = True) -> None:
+        """Stop the loop; with ``final_sample`` take one last sample right now."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            if final_sample:
+                batch = self.tick(self.clock.now_ns())
+                if batch:
+                    self.sink(batch)
+
+    def timing(self) -> TimingStats:
+        t = self._tick_mono
+        periods = sorted((t[i] - t[i - 1]) / 1e9 for i in range(1, len(t)))
+        devs = [abs(p - self.interval_s) for p in periods]
+        interval_ns = self.interval_s * 1e9
+        late = sorted(
+            max(0.0, (t[i] - t[0] - round((t[i] - t[0]) / interval_ns) * interval_ns) / 1e9)
+            for i in range(len(t))
+        )
+        return TimingStats(
+            ticks=len(t),
+            missed=self.missed,
+            interval_s=self.interval_s,
+            period_p50_s=_pct(periods, 0.5),
+            period_p99_s=_pct(periods, 0.99),
+            period_max_dev_s=max(devs) if devs else 0.0,
+            lateness_p99_s=_pct(late, 0.99),
+            cpu_seconds=self._cpu,
+            wall_seconds=self._wall,
+        )

@@ -1,0 +1,278 @@
+"""NVML collectors against an injected stand-in module (no GPU on the test machine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edgeprof.collect.base import CgroupPaths, CollectContext
+from edgeprof.collect.gpu import gpu_host_details
+from edgeprof.collect.nvml import Nvml, NvmlProcessCollector, NvmlSummaryCollector
+from edgeprof.errors import CollectorUnavailable
+from edgeprof.model import labels_of
+
+MIB = 1024 * 1024
+CID = "3f4e2a9c1b7d8e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f"
+
+
+class NVMLError(Exception):
+    def __init__(self, value: int) -> None:
+        super().__init__(f"NVML error {value}")
+        self.value = value
+
+
+class NVMLError_NotSupported(NVMLError):  # noqa: N801 - same name as pynvml
+    def __init__(self) -> None:
+        super().__init__(3)
+
+
+class StandInNvml:
+    """STAND-IN for the ``pynvml`` module: replays recorded values, measures nothing.
+
+    Identity and versions come from real ``nvidia-smi -q`` output of a Tesla T4 posted in
+    NVIDIA/k8s-device-plugin issue 390 (driver 525.89.02, CUDA 12.0, 15360 MiB). The
+    operating values (utilisation, 27.9 W, 44 C, 1590/5000 MHz clocks) are typical of a T4
+    running inference; encoder/decoder utilisation is recorded as unsupported to exercise
+    the NotSupported path.
+    """
+
+    NVMLError = NVMLError
+    NVMLError_NotSupported = NVMLError_NotSupported
+    NVML_ERROR_NOT_SUPPORTED = 3
+    NVML_GPU_UTILIZATION_SAMPLES = 1
+    NVML_TEMPERATURE_GPU = 0
+    NVML_CLOCK_SM = 1
+    NVML_CLOCK_MEM = 2
+
+    def __init__(self, samples_supported: bool = True) -> None:
+        self.inited = 0
+        self.samples_supported = samples_supported
+        # driver sample buffer: (timestamp µs, utilisation %)
+        self.util_samples = [(1_700_000_000_000_000, 10), (1_700_000_000_166_000, 40)]
+        self.procs = [
+            SimpleNamespace(pid=4242, usedGpuMemory=1536 * MIB),
+            SimpleNamespace(pid=4300, usedGpuMemory=None),  # no permission → None
+            SimpleNamespace(pid=999, usedGpuMemory=900 * MIB),  # another container
+        ]
+        self.proc_util = [
+            SimpleNamespace(pid=4242, timeStamp=1_700_000_000_100_000, smUtil=55, memUtil=20),
+            SimpleNamespace(pid=4242, timeStamp=1_700_000_000_200_000, smUtil=61, memUtil=21),
+            SimpleNamespace(pid=4300, timeStamp=1_700_000_000_200_000, smUtil=3, memUtil=1),
+            SimpleNamespace(pid=999, timeStamp=1_700_000_000_200_000, smUtil=30, memUtil=9),
+        ]
+
+    def nvmlInit(self):  # noqa: N802
+        self.inited += 1
+
+    def nvmlShutdown(self):  # noqa: N802
+        self.inited -= 1
+
+    def nvmlDeviceGetCount(self):  # noqa: N802
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, i):  # noqa: N802
+        return ("handle", i)
+
+    def nvmlDeviceGetName(self, h):  # noqa: N802
+        return "Tesla T4"
+
+    def nvmlDeviceGetUUID(self, h):  # noqa: N802
+        return "GPU-84b0bf9a-67bf-493c-9214-4fad8b125a6d"
+
+    def nvmlSystemGetDriverVersion(self):  # noqa: N802
+        return "525.89.02"
+
+    def nvmlSystemGetCudaDriverVersion(self):  # noqa: N802
+        return 12000
+
+    def nvmlDeviceGetSamples(self, h, kind, last_seen):  # noqa: N802
+        if not self.samples_supported:
+            raise NVMLError_NotSupported()
+        vals = [
+            SimpleNamespace(timeStamp=t, sampleValue=SimpleNamespace(uiVal=v))
+            for t, v in self.util_samples
+            if t > last_seen
+        ]
+        return (1, vals)  # NVML_VALUE_TYPE_UNSIGNED_INT
+
+    def nvmlDeviceGetUtilizationRates(self, h):  # noqa: N802
+        return SimpleNamespace(gpu=37, memory=18)
+
+    def nvmlDeviceGetMemoryInfo(self, h):  # noqa: N802
+        return SimpleNamespace(total=15360 * MIB, used=2436 * MIB, free=12924 * MIB)
+
+    def nvmlDeviceGetPowerUsage(self, h):  # noqa: N802
+        return 27_923  # mW
+
+    def nvmlDeviceGetTemperature(self, h, sensor):  # noqa: N802
+        return 44
+
+    def nvmlDeviceGetClockInfo(self, h, kind):  # noqa: N802
+        return {1: 1590, 2: 5000}[kind]
+
+    def nvmlDeviceGetEncoderUtilization(self, h):  # noqa: N802
+        raise NVMLError_NotSupported()
+
+    def nvmlDeviceGetDecoderUtilization(self, h):  # noqa: N802
+        raise NVMLError(999)  # unknown error: also a missing value
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):  # noqa: N802
+        return self.procs[:1] + self.procs[2:]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h):  # noqa: N802
+        return self.procs[1:2]
+
+    def nvmlDeviceGetProcessUtilization(self, h, last_seen):  # noqa: N802
+        return [s for s in self.proc_util if s.timeStamp > last_seen]
+
+
+def by(samples, metric):
+    return [s for s in samples if s.metric == metric]
+
+
+def test_summary_with_driver_samples():
+    nv = StandInNvml()
+    c = NvmlSummaryCollector(nvml=nv)
+    ctx = CollectContext(target="t1", labels=labels_of(target="t1"))
+    c.open(ctx)
+    assert nv.inited == 1
+    # open() starts the window at the newest buffered sample; replay two newer ones
+    nv.util_samples += [(1_700_000_000_332_000, 70), (1_700_000_000_498_000, 90)]
+    out = c.sample(5)
+    util = by(out, "gpu.utilization_percent")
+    assert [(s.t_ns, s.value) for s in util] == [
+        (1_700_000_000_332_000_000, 70.0),
+        (1_700_000_000_498_000_000, 90.0),
+    ]
+    lab = dict(util[0].labels)
+    assert lab == {
+        "target": "t1",
+        "gpu": "0",
+        "uuid": "GPU-84b0bf9a-67bf-493c-9214-4fad8b125a6d",
+        "name": "Tesla T4",
+    }
+    one = {s.metric: s.value for s in out if s.metric != "gpu.utilization_percent"}
+    assert one["gpu.memory_used_bytes"] == 2436 * MIB
+    assert one["gpu.memory_total_bytes"] == 15360 * MIB
+    assert one["gpu.power_watts"] == pytest.approx(27.923)
+    assert one["gpu.temperature_celsius"] == 44
+    assert one["gpu.sm_clock_hz"] == 1590e6
+    assert one["gpu.memory_clock_hz"] == 5000e6
+    assert one["gpu.memory_utilization_percent"] == 18
+    assert "gpu.encoder_utilization_percent" not in one  # NotSupported → missing
+    assert "gpu.decoder_utilization_percent" not in one  # other NVML error → missing
+    # nothing new in the buffer: fall back to the polled rate
+    again = by(c.sample(6), "gpu.utilization_percent")
+    assert [(s.t_ns, s.value) for s in again] == [(6, 37.0)]
+    assert {m.name for m in c.metrics()} >= {s.metric for s in out}
+    c.close()
+    assert nv.inited == 0
+
+
+def test_summary_without_sample_buffer_polls():
+    c = NvmlSummaryCollector(nvml=StandInNvml(samples_supported=False))
+    c.open(CollectContext(target="t"))
+    util = by(c.sample(77), "gpu.utilization_percent")
+    assert [(s.t_ns, s.value) for s in util] == [(77, 37.0)]
+    c.close()
+
+
+def test_nvml_helper_not_supported_is_none_and_remembered():
+    nv = StandInNvml()
+    n = Nvml(nv)
+    n.init()
+    assert n.call("nvmlDeviceGetEncoderUtilization", "h") is None
+    assert ("nvmlDeviceGetEncoderUtilization", "h") in n._unsupported
+    assert n.call("nvmlNoSuchFunction") is None
+
+
+def write_proc(root: Path, pid: int, cgroup: str) -> None:
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    (d / "cgroup").write_text(cgroup)
+
+
+def test_process_collector_matches_container(tmp_path):
+    proc = tmp_path / "proc"
+    write_proc(proc, 4242, f"0::/system.slice/docker-{CID}.scope\n")
+    write_proc(proc, 999, "0::/system.slice/docker-0123456789ab.scope\n")
+    write_proc(proc, 4300, "0::/user.slice\n")  # not in the container by its cgroup file...
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "cgroup.procs").write_text("4300\n")  # ...but listed in the container's cgroup.procs
+    ctx = CollectContext(
+        target="t1",
+        labels=labels_of(target="t1"),
+        container_id=CID,
+        proc_root=str(proc),
+        cgroup=CgroupPaths(version=2, unified=str(cg)),
+    )
+    c = NvmlProcessCollector(nvml=StandInNvml())
+    c.open(ctx)
+    out = c.sample(1000)
+    mem = {dict(s.labels)["pid"]: s.value for s in by(out, "gpu.process.memory_used_bytes")}
+    assert mem == {"4242": 1536 * MIB}  # 4300 has no memory figure, 999 is foreign
+    sm = {
+        dict(s.labels)["pid"]: (s.t_ns, s.value)
+        for s in by(out, "gpu.process.sm_utilization_percent")
+    }
+    assert sm == {
+        "4242": (1_700_000_000_200_000_000, 61.0),
+        "4300": (1_700_000_000_200_000_000, 3.0),
+    }
+    (total,) = by(out, "gpu.container.memory_used_bytes")
+    assert total.value == 1536 * MIB
+    assert dict(total.labels) == {"target": "t1", "gpu": "0"}
+    # the utilisation window moved on: no new per-process samples the second time
+    assert by(c.sample(2000), "gpu.process.sm_utilization_percent") == []
+    c.close()
+
+
+def test_process_collector_needs_container():
+    with pytest.raises(CollectorUnavailable, match="container"):
+        NvmlProcessCollector(nvml=StandInNvml()).open(CollectContext(target="t"))
+
+
+def test_host_details_with_stand_in(tmp_path):
+    d = gpu_host_details(proc_root=str(tmp_path), etc_root=str(tmp_path), nvml=StandInNvml())
+    assert d["gpu"] == "nvidia"
+    assert d["model"] == "Tesla T4"
+    assert d["driver_version"] == "525.89.02"
+    assert d["cuda_driver_version"] == "12.0"
+    assert d["gpus"][0]["memory_total_bytes"] == 15360 * MIB
+
+
+def _real_nvml_works() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(_real_nvml_works(), reason="this host has a working NVIDIA driver")
+def test_real_nvml_without_gpu_is_unavailable(tmp_path):
+    with pytest.raises(CollectorUnavailable, match="NVML not available: .+"):
+        NvmlSummaryCollector().open(CollectContext(target="t"))
+    d = gpu_host_details(proc_root=str(tmp_path), etc_root=str(tmp_path))
+    assert d["gpu"] is None and d["reason"].startswith("NVML not available")
+
+
+def test_missing_pynvml_module_is_unavailable(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **kw):
+        if name == "pynvml":
+            raise ImportError("No module named 'pynvml'")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(CollectorUnavailable, match="nvidia-ml-py is not installed"):
+        NvmlSummaryCollector().open(CollectContext(target="t"))
