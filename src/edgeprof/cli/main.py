@@ -214,7 +214,7 @@ def _sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except UserError as e:
         typer.echo(f"edgeprof: error: {e}", err=True)
         sys.exit(e.exit_code)
@@ -225,13 +225,21 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # click's usage errors
         import click
 
-        if isinstance(e, click.exceptions.Abort):
+        # Newer typer vendors click as ``typer._click``: its usage errors are not click's.
+        usage_errors: tuple[type[Exception], ...] = (click.ClickException,)
+        try:
+            from typer._click import exceptions as _typer_click
+
+            usage_errors += (_typer_click.ClickException,)
+        except ImportError:  # older typer uses click itself
+            pass
+        if isinstance(e, click.exceptions.Abort | typer.Abort):
             sys.exit(130)
-        if isinstance(e, click.ClickException):
-            e.show()
+        if isinstance(e, usage_errors):
+            e.show()  # type: ignore[attr-defined]
             sys.exit(2)
         raise
-    sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

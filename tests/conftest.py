@@ -1,0 +1,40 @@
+"""Shared test set-up: integration tests get a real container engine and test images.
+
+The engine is started by ``scripts/engine.sh`` (installs Debian's docker.io if missing and
+starts a private dockerd when none is reachable) and the images are built from local files
+by ``scripts/build-images.sh``. Both are idempotent, so a second session is quick.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start_engine() -> str:
+    res = subprocess.run(
+        [str(ROOT / "scripts" / "engine.sh"), "start"], capture_output=True, text=True
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"could not start a container engine:\n{res.stderr[-3000:]}")
+    line = res.stdout.strip().splitlines()[-1]
+    assert line.startswith("export DOCKER_HOST="), res.stdout
+    return line.split("=", 1)[1].strip().strip("'\"")
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    """DOCKER_HOST of a running engine, with the test images built."""
+    host = _start_engine()
+    os.environ["DOCKER_HOST"] = host
+    res = subprocess.run(
+        [str(ROOT / "scripts" / "build-images.sh")], capture_output=True, text=True
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"could not build the test images:\n{res.stderr[-3000:]}")
+    return host
