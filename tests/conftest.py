@@ -38,3 +38,29 @@ def engine() -> str:
     if res.returncode != 0:
         raise RuntimeError(f"could not build the test images:\n{res.stderr[-3000:]}")
     return host
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """URL of a private PostgreSQL server (started by scripts/postgres.sh)."""
+    res = subprocess.run(
+        [str(ROOT / "scripts" / "postgres.sh"), "start"], capture_output=True, text=True
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"could not start PostgreSQL:\n{res.stderr[-3000:]}")
+    return res.stdout.strip().splitlines()[-1].split("=", 1)[1]
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> str:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    import secrets
+
+    psycopg = pytest.importorskip("psycopg")
+    name = f"edgeprof_test_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_server, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    base = postgres_server.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
