@@ -497,6 +497,8 @@ def _run_target(
         ui.target_tick(tr, res.duration_s, sampler.latest)
         info = engine.exit_info(handle)
         res.exit_code = info.exit_code if info.exit_code is not None else waiter.code
+        if info.duration_s is not None:  # the engine's own start/exit times are exact
+            res.duration_s = info.duration_s
         res.oom_killed = info.oom_killed
         if res.oom_killed:
             res.status = "oom_killed"

@@ -106,7 +106,7 @@ class RunOptions(_Model):
     @field_validator("gpus", mode="before")
     @classmethod
     def _gpus(cls, v: Any) -> Any:
-        if v is None or isinstance(v, int) and not isinstance(v, bool):
+        if v is None or isinstance(v, int) and not isinstance(v, bool) and v >= 0:
             return v
         if isinstance(v, str) and (v == "all" or v.isdigit() or v.startswith("device=")):
             return int(v) if v.isdigit() else v
@@ -140,6 +140,23 @@ class TargetSpec(_Model):
     @classmethod
     def _env(cls, v: Any) -> Any:
         return _env_dict(v)
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _scalar_args(cls, v: Any) -> Any:
+        # YAML reads `[-interval, 1]` with an int and `[true]` with a bool: args are strings.
+        if isinstance(v, list):
+            return [
+                ("true" if a else "false")
+                if isinstance(a, bool)
+                else str(a)
+                if isinstance(a, int | float)
+                else a
+                for a in v
+            ]
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return str(v)
+        return v
 
     @field_validator("args")
     @classmethod
@@ -273,7 +290,24 @@ def parse_spec(text: str, source: str = "<spec>") -> LoadedSpec:
         spec = Spec.model_validate(data)
     except ValidationError as e:
         raise SpecError(_explain(e, node, source)) from None
+    _check_target_names(spec, node, source)
     return LoadedSpec(spec=spec, path=source, text=text)
+
+
+def _check_target_names(spec: Spec, node: Any, source: str) -> None:
+    """Duplicate target names are reported at load time, with file:line and key path."""
+    used: set[str] = set()
+    for i, t in enumerate(spec.profiling.targets):
+        base = t.name or f"t{i + 1}"
+        if base in used:
+            loc: tuple[Any, ...] = ("profiling", "targets", i, "name")
+            line = _node_line(node, loc)
+            where = f"{source}:{line}" if line else source
+            raise SpecError(
+                f"{where}: target name {base!r} in '{_loc_path(loc)}' is used twice; "
+                "give each target a unique name"
+            )
+        used.add(base)
 
 
 def _loc_path(loc: tuple[Any, ...]) -> str:
@@ -309,9 +343,35 @@ def _node_line(node: Any, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _data_loc(loc: tuple[Any, ...], node: Any, kind: str) -> tuple[Any, ...]:
+    """Keep the parts of a pydantic error location that are keys/indices of the document.
+
+    pydantic adds union-member tags (``str``, ``list[str]``, ``int``, ``Ulimit``) to the
+    location; they are not keys the user wrote, so they are dropped. A key that is absent
+    is kept only as the last part of a ``missing`` error.
+    """
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            nxt = next((v for k, v in node.value if k.value == part), None)
+            if nxt is not None:
+                out.append(part)
+                node = nxt
+                continue
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            out.append(part)
+            node = node.value[part]
+            continue
+        if kind == "missing" and i == len(loc) - 1:
+            out.append(part)
+    return tuple(out)
+
+
 def _explain(err: ValidationError, node: Any, source: str) -> str:
     e = err.errors()[0]
-    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or "(" in p)))
+    loc = _data_loc(tuple(e["loc"]), node, e["type"])
     path = _loc_path(loc) or "(top level)"
     line = _node_line(node, loc)
     where = f"{source}:{line}" if line else source

@@ -136,9 +136,7 @@ def runs(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List stored runs (id, spec name, image, started, targets, status)."""
-    from rich.console import Console
-
-    from edgeprof.report.terminal import runs_table
+    from edgeprof.report.terminal import make_console, runs_table
 
     store = _open(db)
     rows = store.list_runs(limit)
@@ -148,7 +146,7 @@ def runs(
     elif not rows:
         typer.echo(f"no runs stored in {_db_url(db)}")
     else:
-        Console().print(runs_table(rows))
+        make_console().print(runs_table(rows))
 
 
 @app.command()

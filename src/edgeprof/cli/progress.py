@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from edgeprof.report.terminal import fmt_bytes
+from edgeprof.report.terminal import fmt_bytes, make_console
 from edgeprof.runner import Progress as BaseProgress
 from edgeprof.runner import TargetResult
 from edgeprof.spec import TargetRun
@@ -127,7 +127,7 @@ class RichProgress(LineProgress):
 
 
 def make_progress(quiet: bool = False) -> Any:
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     if quiet:
         return QuietProgress()
     if sys.stderr.isatty():

@@ -9,30 +9,13 @@ interval; the run records that as an event. A background thread reads the stream
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from typing import Any
 
 from edgeprof.collect.base import CollectContext
 from edgeprof.collect.cgroup import CONTAINER_METRICS, NET_METRICS
+from edgeprof.engine.base import parse_engine_time
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import Labels, MetricSpec, Sample
-
-
-def _parse_read_ns(text: str) -> int | None:
-    """Docker's RFC 3339 ``read`` timestamp (nanosecond digits) → Unix ns."""
-    if not text or text.startswith("0001-"):
-        return None
-    main, _, frac = text.rstrip("Z").partition(".")
-    tz = ""
-    for sep in ("+", "-"):
-        if sep in frac:
-            frac, _, tz = frac.partition(sep)
-            tz = sep + tz
-    try:
-        base = datetime.fromisoformat(main + (tz or "+00:00"))
-    except ValueError:
-        return None
-    return int(base.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
 
 
 def stats_to_values(doc: dict[str, Any]) -> dict[str, float]:
@@ -109,7 +92,7 @@ class EngineStatsCollector:
     def _read(self) -> None:
         try:
             for doc in self._stream:
-                t = _parse_read_ns(str(doc.get("read", "")))
+                t = parse_engine_time(str(doc.get("read", "")))
                 if t is None:
                     continue
                 values = stats_to_values(doc)

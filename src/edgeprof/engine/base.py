@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from edgeprof.collect.base import CgroupPaths
@@ -49,7 +51,28 @@ class ExitInfo:
     exit_code: int | None
     oom_killed: bool
     error: str | None = None
-    finished_at: str | None = None
+    started_ns: int | None = None
+    finished_ns: int | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Run time as the engine measured it (start to exit), when it knows both."""
+        if self.started_ns and self.finished_ns and self.finished_ns >= self.started_ns:
+            return (self.finished_ns - self.started_ns) / 1e9
+        return None
+
+
+_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
+
+
+def parse_engine_time(text: str) -> int | None:
+    """The engine's RFC 3339 timestamps (up to nanosecond digits) → Unix ns; None if unset."""
+    m = _TIME_RE.match(text.strip())
+    if m is None or text.startswith("0001-"):
+        return None
+    whole, frac, tz = m.groups()
+    base = datetime.fromisoformat(whole + ("+00:00" if tz in (None, "Z") else tz))
+    return int(base.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
 
 
 class Engine(Protocol):

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from edgeprof.collect.base import CgroupPaths
-from edgeprof.engine.base import ContainerRequest, ExitInfo, Handle
+from edgeprof.engine.base import ContainerRequest, ExitInfo, Handle, parse_engine_time
 from edgeprof.errors import CollectorUnavailable, EngineError
 
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -53,7 +53,7 @@ class DockerEngine:
             self.client.ping()
         except Exception as e:  # noqa: BLE001 - any failure here means "cannot reach"
             raise EngineError(
-                f"cannot reach the container engine at {_where()}: {_short(e)}; start dockerd "
+                f"cannot reach the container engine at {_where()}: {_reason(e)}; start dockerd "
                 "(or Podman's API service) or point DOCKER_HOST at a running engine"
             ) from None
         self.local = is_local(self.address)
@@ -238,7 +238,8 @@ class DockerEngine:
             exit_code=state.get("ExitCode"),
             oom_killed=bool(state.get("OOMKilled")),
             error=state.get("Error") or None,
-            finished_at=state.get("FinishedAt"),
+            started_ns=parse_engine_time(str(state.get("StartedAt") or "")),
+            finished_ns=parse_engine_time(str(state.get("FinishedAt") or "")),
         )
 
     def logs(self, handle: Handle) -> tuple[str, str]:
@@ -269,6 +270,24 @@ class DockerEngine:
             self.client.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _reason(e: BaseException) -> str:
+    """Why the engine could not be reached, in a few words."""
+    text = str(e)
+    for needle, reason in (
+        ("FileNotFoundError", "no socket at that path"),
+        ("No such file", "no socket at that path"),
+        ("Connection refused", "connection refused"),
+        ("ConnectionRefused", "connection refused"),
+        ("Permission denied", "permission denied on the socket"),
+        ("PermissionError", "permission denied on the socket"),
+        ("timed out", "timed out"),
+        ("Name or service not known", "unknown host name"),
+    ):
+        if needle in text:
+            return reason
+    return _short(e)
 
 
 def _short(e: BaseException) -> str:

@@ -23,6 +23,16 @@ MAIN_METRICS = [
 ]
 
 
+def make_console(stderr: bool = False) -> Console:
+    """A console that does not wrap at 80 columns when writing to a log or a pipe."""
+    import sys
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=140, soft_wrap=True)
+
+
 def fmt_bytes(v: float | None) -> str:
     if v is None:
         return "-"
@@ -114,7 +124,7 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    c = console or Console()
+    c = console or make_console()
     for tab in summary_tables(summary):
         c.print(tab)
     for t in summary["targets"]:
