@@ -1,0 +1,274 @@
+"""The CLI as users run it: a subprocess, exit codes, one-line errors, no tracebacks.
+
+No container engine is needed: the database for summary/export is built through the store
+API, and ``run`` is only exercised up to the errors it reports before starting anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeprof import __version__
+from edgeprof.model import Event, Sample, labels_of
+from edgeprof.store import open_store
+from edgeprof.store.sql import BatchWriter
+
+CLI = [sys.executable, "-m", "edgeprof.cli.main"]
+COMMANDS = ["run", "runs", "summary", "export"]
+
+VALID_SPEC = """\
+name: objcounter
+namespace: waggle
+version: "0.0.0"
+profiling:
+  targets:
+    - {args: "-interval 1 --use-gpu", timeout: 120}
+    - {args: "--use-cpu", timeout: 0}
+"""
+
+TYPO_SPEC = """\
+name: objcounter
+profiling:
+  targets:
+    - args: --use-gpu
+      timeout: 120
+    - args: --use-cpu
+      timout: 60
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGEPROF_DB", "DOCKER_HOST")}
+    env.update(extra)
+    env.setdefault("COLUMNS", "200")
+    return env
+
+
+def edgeprof(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _one_line_error(res: subprocess.CompletedProcess[str]) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr + res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("edgeprof: error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database with one run of two targets, built through the store API."""
+    path = tmp_path_factory.mktemp("db") / "runs.db"
+    url = f"sqlite:///{path}"
+    store = open_store(url)
+    run_id = store.begin_run(
+        spec_name="objcounter",
+        image="waggle/objcounter:0.0.0",
+        spec_path="sage.yaml",
+        spec_text=VALID_SPEC,
+        started_ns=1_700_000_000_000_000_000,
+        interval_s=1.0,
+        host={"hostname": "edge"},
+        version=__version__,
+    )
+    describe = {
+        "cpu.percent": ("%", "gauge"),
+        "memory.working_set_bytes": ("B", "gauge"),
+        "cpu.usage_seconds": ("s", "counter"),
+    }
+    for idx, name, args in ((0, "t1", ["--use-gpu"]), (1, "t2", ["--use-cpu"])):
+        tid = store.begin_target(run_id, idx, name, args, {})
+        lab = labels_of(target=name)
+        w = BatchWriter(store, run_id, tid, describe=describe)
+        for i in range(5):
+            t = 1_700_000_000_000_000_000 + i * 1_000_000_000
+            w(
+                [
+                    Sample("cpu.usage_seconds", lab, t, float(i)),
+                    Sample("cpu.percent", lab, t, 10.0 * (i + 1) * (idx + 1)),
+                    Sample("memory.working_set_bytes", lab, t, 1024.0 * 1024 * (i + 1)),
+                ]
+            )
+        w.close()
+        store.update_target(tid, status="exited", exit_code=0, duration_s=5.0)
+        store.add_event(run_id, tid, Event(1, "target_exited", f"{name} exited", name))
+    store.end_run(run_id, "completed", 1_700_000_010_000_000_000)
+    store.close()
+    return url
+
+
+# -- basics -----------------------------------------------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    res = edgeprof("--version", cwd=tmp_path)
+    assert res.returncode == 0
+    assert res.stdout.strip() == f"edgeprof {__version__}"
+
+
+def test_console_script_version(tmp_path: Path) -> None:
+    exe = shutil.which("edgeprof")
+    if exe is None:
+        pytest.skip("the edgeprof console script is not on PATH")
+    res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == f"edgeprof {__version__}"
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(tmp_path: Path, command: str | None) -> None:
+    res = edgeprof(*([command] if command else []), "--help", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Usage" in res.stdout and len(res.stdout.strip()) > 100
+    if command is None:
+        for c in COMMANDS:
+            assert c in res.stdout
+    else:
+        assert command in res.stdout
+    if command in ("run", "runs", "summary", "export"):
+        assert "--db" in res.stdout
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    for args in (["summary"], ["bogus-command"], ["runs", "--limit", "0"]):
+        res = edgeprof(*args, cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr, args
+        assert "Error" in res.stderr
+
+
+# -- stored runs ----------------------------------------------------------------------------
+
+
+def test_runs_on_empty_db(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/empty.db"
+    res = edgeprof("runs", "--db", url, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"no runs stored in {url}"
+    res = edgeprof("runs", "--json", cwd=tmp_path, env=_env(EDGEPROF_DB=url))
+    assert res.returncode == 0 and json.loads(res.stdout) == []
+
+
+def test_runs_lists_stored_run(tmp_path: Path, db: str) -> None:
+    res = edgeprof("runs", "--db", db, "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [(r["id"], r["spec_name"], r["targets"], r["status"]) for r in rows] == [
+        (1, "objcounter", 2, "completed")
+    ]
+    res = edgeprof("runs", "--db", db, cwd=tmp_path)
+    assert res.returncode == 0 and "objcounter" in res.stdout
+
+
+def test_summary_json_and_tables(tmp_path: Path, db: str) -> None:
+    res = edgeprof("summary", "latest", "--db", db, "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    s = json.loads(res.stdout)
+    assert s["run"]["id"] == 1
+    t1, t2 = s["targets"]
+    assert t1["metrics"]["cpu.percent"]["mean"] == 30.0
+    assert t2["metrics"]["cpu.percent"]["max"] == 100.0
+    assert t1["metrics"]["cpu.usage_seconds"]["total"] == 4.0
+    res = edgeprof("summary", "1", "--db", db, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "objcounter" in res.stdout and "CPU %" in res.stdout and "--use-cpu" in res.stdout
+
+
+def test_summary_unknown_run(tmp_path: Path, db: str) -> None:
+    line = _one_line_error(edgeprof("summary", "999", "--db", db, cwd=tmp_path))
+    assert "999" in line
+
+
+def test_summary_non_numeric_run(tmp_path: Path, db: str) -> None:
+    line = _one_line_error(edgeprof("summary", "abc", "--db", db, cwd=tmp_path))
+    assert "'abc'" in line
+
+
+def test_export_csv_to_file_and_jsonl_to_stdout(tmp_path: Path, db: str) -> None:
+    out = tmp_path / "run.csv"
+    res = edgeprof("export", "latest", "--db", db, "-o", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"wrote 30 samples to {out}" in res.stderr
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert rows[0] == ["run_id", "target", "metric", "labels", "unit", "t_ns", "value"]
+    assert len(rows) == 31
+    res = edgeprof("export", "1", "--format", "jsonl", "--db", db, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(recs) == 30 and {r["target"] for r in recs} == {"t1", "t2"}
+
+
+def test_export_bad_format(tmp_path: Path, db: str) -> None:
+    line = _one_line_error(
+        edgeprof("export", "latest", "--format", "xml", "--db", db, cwd=tmp_path)
+    )
+    assert "'xml'" in line and "csv" in line
+
+
+def test_export_unwritable_output(tmp_path: Path, db: str) -> None:
+    line = _one_line_error(
+        edgeprof("export", "1", "--db", db, "-o", str(tmp_path / "no" / "x.csv"), cwd=tmp_path)
+    )
+    assert "x.csv" in line
+
+
+def test_unsupported_db_url(tmp_path: Path) -> None:
+    line = _one_line_error(edgeprof("runs", "--db", "ftp://x", cwd=tmp_path))
+    assert "ftp://x" in line
+
+
+# -- run: errors before anything starts ----------------------------------------------------------
+
+
+def test_run_missing_spec(tmp_path: Path) -> None:
+    line = _one_line_error(edgeprof("run", "missing.yaml", cwd=tmp_path))
+    assert "missing.yaml" in line
+
+
+def test_run_spec_with_typo(tmp_path: Path) -> None:
+    (tmp_path / "typo.yaml").write_text(TYPO_SPEC)
+    line = _one_line_error(edgeprof("run", "typo.yaml", cwd=tmp_path))
+    assert "typo.yaml:7:" in line
+    assert "profiling.targets[1].timout" in line
+    assert not list(tmp_path.glob("*.db"))  # nothing was created for a bad spec
+
+
+def test_run_engine_not_reachable(tmp_path: Path) -> None:
+    (tmp_path / "valid.yaml").write_text(VALID_SPEC)
+    host = "unix:///nonexistent.sock"
+    res = edgeprof(
+        "run",
+        "valid.yaml",
+        "--db",
+        f"sqlite:///{tmp_path}/r.db",
+        "--quiet",
+        cwd=tmp_path,
+        env=_env(DOCKER_HOST=host),
+    )
+    line = _one_line_error(res)
+    assert f"DOCKER_HOST={host}" in line
+
+
+def test_run_bad_stats_source(tmp_path: Path) -> None:
+    (tmp_path / "valid.yaml").write_text(VALID_SPEC)
+    line = _one_line_error(edgeprof("run", "valid.yaml", "--stats-source", "magic", cwd=tmp_path))
+    assert "'magic'" in line

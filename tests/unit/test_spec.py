@@ -1,0 +1,416 @@
+"""Profile specs: the Waggle sage.yaml shape, plan(), and one clear error per bad input."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edgeprof.errors import SpecError, UserError
+from edgeprof.spec import load_spec, parse_size, parse_spec, plan
+
+SAGE_YAML = """\
+name: objcounter
+namespace: waggle
+version: "0.0.0"
+description: "Object Counter"
+source:
+    architectures:
+        - linux/arm64
+    url: https://github.com/waggle-sensor/plugin-objectcounter.git
+inputs:
+    - id: interval
+      type: int
+metadata:
+  ontology: env.counter
+testing:
+  command: [test.py]
+profiling:
+  targets:
+    - {args: "-interval 1 --use-gpu", timeout: 120}
+    - {args: "--use-gpu", timeout: 60}
+    - {args: "--use-cpu", timeout: 0}
+  metrics: ['system', 'gpu-summary']
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "sage.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def _error(tmp_path: Path, text: str) -> tuple[str, Path]:
+    p = _write(tmp_path, text)
+    with pytest.raises(SpecError) as ei:
+        load_spec(p)
+    return str(ei.value), p
+
+
+def _assert_where(msg: str, path: Path, line: int, key: str | None) -> None:
+    assert msg.startswith(f"{path}:{line}: "), msg
+    if key is not None:
+        assert f"'{key}'" in msg, msg
+    assert "\n" not in msg
+
+
+# -- the Waggle example ---------------------------------------------------------------------
+
+
+def test_waggle_sage_yaml_loads(tmp_path: Path) -> None:
+    loaded = load_spec(_write(tmp_path, SAGE_YAML))
+    spec = loaded.spec
+    assert loaded.path == str(tmp_path / "sage.yaml")
+    assert loaded.text == SAGE_YAML
+    assert spec.name == "objcounter"
+    assert spec.image_ref() == "waggle/objcounter:0.0.0"
+    assert spec.profiling.metrics == ["system", "gpu-summary"]
+    assert spec.profiling.interval == 1.0
+    runs = plan(spec)
+    assert [r.name for r in runs] == ["t1", "t2", "t3"]
+    assert [r.index for r in runs] == [0, 1, 2]
+    assert [r.argv for r in runs] == [
+        ["-interval", "1", "--use-gpu"],
+        ["--use-gpu"],
+        ["--use-cpu"],
+    ]
+    assert [r.target.timeout for r in runs] == [120, 60, 0]
+    assert all(r.repeat_index == 0 for r in runs)
+
+
+def test_version_number_becomes_string_and_defaults() -> None:
+    spec = parse_spec("name: app\nversion: 1.2\nprofiling:\n  targets: [{}]\n").spec
+    assert spec.version == "1.2"
+    assert spec.image_ref() == "app:1.2"
+    assert parse_spec("name: app\nprofiling:\n  targets: [{}]\n").spec.image_ref() == "app:latest"
+    spec = parse_spec("name: app\nprofiling:\n  targets: [{}]\n").spec
+    assert spec.profiling.metrics == ["container", "system"]
+    assert plan(spec)[0].argv == []
+
+
+def test_image_overrides_namespace_name_version() -> None:
+    spec = parse_spec(
+        "name: objcounter\nnamespace: waggle\nversion: '0.0.0'\n"
+        "image: registry.local/objcounter:dev\nprofiling:\n  targets: [{}]\n"
+    ).spec
+    assert spec.image_ref() == "registry.local/objcounter:dev"
+
+
+def test_args_string_is_split_like_a_shell_and_list_is_kept() -> None:
+    spec = parse_spec(
+        textwrap.dedent(
+            """\
+            name: a
+            profiling:
+              targets:
+                - args: "--model 'yolo v8.pt' --thr=0.5"
+                - args: ["--model", "yolo v8.pt", "it's"]
+            """
+        )
+    ).spec
+    a, b = plan(spec)
+    assert a.argv == ["--model", "yolo v8.pt", "--thr=0.5"]
+    assert b.argv == ["--model", "yolo v8.pt", "it's"]
+
+
+def test_env_as_list_or_dict_and_merge_order() -> None:
+    spec = parse_spec(
+        textwrap.dedent(
+            """\
+            name: a
+            run:
+              env: [A=1, B=x=y, EMPTY=]
+            profiling:
+              targets:
+                - name: list
+                  env: [B=2, C=3]
+                - name: dict
+                  env: {C: 4, N: null}
+            """
+        )
+    ).spec
+    assert spec.run.env == {"A": "1", "B": "x=y", "EMPTY": ""}
+    t1, t2 = plan(spec)
+    assert t1.env == {"A": "1", "B": "2", "EMPTY": "", "C": "3"}
+    assert t2.env == {"A": "1", "B": "x=y", "EMPTY": "", "C": "4", "N": ""}
+
+
+def test_repeat_expands_to_numbered_runs() -> None:
+    spec = parse_spec(
+        "name: a\nprofiling:\n  targets:\n    - {name: gpu, args: --gpu, repeat: 3}\n"
+        "    - {args: --cpu}\n"
+    ).spec
+    runs = plan(spec)
+    assert [r.name for r in runs] == ["gpu#1", "gpu#2", "gpu#3", "t2"]
+    assert [r.repeat_index for r in runs] == [0, 1, 2, 0]
+    assert [r.index for r in runs] == [0, 1, 2, 3]
+    assert all(r.argv == ["--gpu"] for r in runs[:3])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("256m", 256 * 1024**2),
+        ("1g", 1024**3),
+        ("1G", 1024**3),
+        ("512MiB", 512 * 1024**2),
+        ("1.5g", int(1.5 * 1024**3)),
+        ("64k", 65536),
+        ("1048576", 1048576),
+        (1048576, 1048576),
+    ],
+)
+def test_parse_size(value: int | str, expected: int) -> None:
+    assert parse_size(value) == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "-1m", "0", 0, -5, True, "1x"])
+def test_parse_size_rejects(value: int | str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(value)
+
+
+def test_resources_sizes_in_spec() -> None:
+    spec = parse_spec(
+        textwrap.dedent(
+            """\
+            name: a
+            profiling:
+              targets:
+                - resources: {cpus: 0.5, memory: 256m, shm_size: 1g, pids_limit: 100}
+                - resources: {memory: 134217728}
+            """
+        )
+    ).spec
+    r0 = spec.profiling.targets[0].resources
+    assert (r0.cpus, r0.memory, r0.shm_size, r0.pids_limit) == (0.5, 256 * 1024**2, 1024**3, 100)
+    assert spec.profiling.targets[1].resources.memory == 134217728
+    assert spec.profiling.targets[1].resources.cpus is None
+
+
+def test_run_options_merged_with_target_run() -> None:
+    spec = parse_spec(
+        textwrap.dedent(
+            """\
+            name: a
+            run:
+              volumes: [/data:/data:ro]
+              devices: [/dev/video0]
+              env: {A: "1", B: "1"}
+              network: host
+              shm_size: 1g
+              gpus: all
+              ipc: host
+            profiling:
+              targets:
+                - name: base
+                - name: over
+                  run:
+                    volumes: [/models:/models]
+                    env: {B: "2"}
+                    gpus: "device=1"
+                    network: none
+                    ulimits: {memlock: -1, nofile: {soft: 1024, hard: 2048}}
+            """
+        )
+    ).spec
+    base, over = plan(spec)
+    assert base.run == spec.run
+    assert over.run.volumes == ["/data:/data:ro", "/models:/models"]
+    assert over.run.devices == ["/dev/video0"]
+    assert over.run.env == {"A": "1", "B": "2"}
+    assert over.env == {"A": "1", "B": "2"}
+    assert over.run.gpus == "device=1"
+    assert over.run.network == "none"
+    assert over.run.ipc == "host"  # not overridden: kept from the run level
+    assert over.run.shm_size == 1024**3
+    assert over.run.ulimits["memlock"] == -1
+    nofile = over.run.ulimits["nofile"]
+    assert not isinstance(nofile, int)
+    assert (nofile.soft, nofile.hard) == (1024, 2048)
+
+
+@pytest.mark.parametrize(("gpus", "expected"), [("all", "all"), (2, 2), ("'1'", 1)])
+def test_gpus_values(gpus: object, expected: object) -> None:
+    spec = parse_spec(f"name: a\nrun: {{gpus: {gpus}}}\nprofiling:\n  targets: [{{}}]\n").spec
+    assert spec.run.gpus == expected
+
+
+# -- errors: one sentence naming file:line and key path ---------------------------------------
+
+
+def test_unknown_key_names_path_and_line(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: objcounter
+        profiling:
+          targets:
+            - args: --a
+              timeout: 5
+            - args: --b
+              timout: 60
+        """,
+    )
+    _assert_where(msg, p, 7, "profiling.targets[1].timout")
+    assert "spelling" in msg
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: objcounter
+        profiling:
+          targets: [
+            - args: a
+        """,
+    )
+    assert re.match(rf"{re.escape(str(p))}:\d+: YAML syntax error", msg), msg
+    assert msg.startswith(f"{p}:4: ")
+
+
+def test_tab_indentation_is_a_syntax_error_with_line(tmp_path: Path) -> None:
+    p = tmp_path / "tab.yaml"
+    p.write_text("name: a\nprofiling:\n\ttargets: []\n")
+    with pytest.raises(SpecError, match=rf"^{re.escape(str(p))}:3: YAML syntax error"):
+        load_spec(p)
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: objcounter
+        profiling:
+          targets:
+            - args: --a
+            - args: --b
+              timeout: soon
+        """,
+    )
+    _assert_where(msg, p, 6, "profiling.targets[1].timeout")
+    assert "'soon'" in msg
+
+
+def test_wrong_type_in_union_does_not_leak_type_tags(tmp_path: Path) -> None:
+    msg, p = _error(tmp_path, "name: a\nprofiling:\n  targets:\n    - args: {a: 1}\n")
+    _assert_where(msg, p, 4, "profiling.targets[0].args")
+    msg, p = _error(tmp_path, "name: a\nrun:\n  entrypoint: {a: 1}\nprofiling:\n  targets: [{}]\n")
+    _assert_where(msg, p, 3, "run.entrypoint")
+    msg, p = _error(
+        tmp_path,
+        "name: a\nrun:\n  ulimits: {nofile: {soft: 1, hard: x}}\nprofiling:\n  targets: [{}]\n",
+    )
+    _assert_where(msg, p, 3, "run.ulimits.nofile")
+
+
+def test_unknown_metric_group(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: objcounter
+        profiling:
+          targets: [{}]
+          metrics: [system, gpu]
+        """,
+    )
+    _assert_where(msg, p, 4, "profiling.metrics")
+    assert "'gpu'" in msg and "gpu-summary" in msg
+
+
+@pytest.mark.parametrize("gpus", ["two", "true", "-1"])
+def test_bad_gpus(tmp_path: Path, gpus: str) -> None:
+    msg, p = _error(
+        tmp_path,
+        f"""\
+        name: objcounter
+        profiling:
+          targets:
+            - args: a
+              run:
+                gpus: {gpus}
+        """,
+    )
+    _assert_where(msg, p, 6, "profiling.targets[0].run.gpus")
+    assert "device=" in msg
+
+
+def test_missing_profiling_section(tmp_path: Path) -> None:
+    msg, p = _error(tmp_path, "name: objcounter\nversion: '1'\n")
+    _assert_where(msg, p, 1, "profiling")
+    assert "missing" in msg
+
+
+def test_empty_targets(tmp_path: Path) -> None:
+    msg, p = _error(tmp_path, "name: a\nprofiling:\n  targets: []\n")
+    _assert_where(msg, p, 3, "profiling.targets")
+
+
+def test_duplicate_target_names(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: objcounter
+        profiling:
+          targets:
+            - name: gpu
+            - name: cpu
+            - name: gpu
+              args: --again
+        """,
+    )
+    _assert_where(msg, p, 6, "profiling.targets[2].name")
+    assert "'gpu'" in msg and "unique" in msg
+
+
+def test_explicit_name_clashing_with_default_name(tmp_path: Path) -> None:
+    msg, p = _error(tmp_path, "name: a\nprofiling:\n  targets:\n    - name: t2\n    - args: x\n")
+    assert msg.startswith(f"{p}:5: ") and "'t2'" in msg
+
+
+def test_interval_below_10ms(tmp_path: Path) -> None:
+    msg, p = _error(tmp_path, "name: a\nprofiling:\n  interval: 0.005\n  targets: [{}]\n")
+    _assert_where(msg, p, 3, "profiling.interval")
+    assert "0.01" in msg
+    # 10 ms itself is accepted
+    assert parse_spec("name: a\nprofiling:\n  interval: 0.01\n  targets: [{}]\n").spec
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "", "42\n"])
+def test_non_mapping_document(tmp_path: Path, text: str) -> None:
+    msg, p = _error(tmp_path, text)
+    assert msg.startswith(f"{p}")
+    assert "mapping" in msg and "profiling" in msg
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    p = tmp_path / "nope" / "sage.yaml"
+    with pytest.raises(SpecError) as ei:
+        load_spec(p)
+    assert str(ei.value).startswith(f"{p}: no such file")
+
+
+def test_spec_error_is_a_user_error() -> None:
+    assert issubclass(SpecError, UserError)
+    assert SpecError("x").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key", "line"),
+    [
+        ("targets:\n    - repeat: 0", "profiling.targets[0].repeat", 4),
+        ("targets:\n    - name: 'bad name'", "profiling.targets[0].name", 4),
+        ('targets:\n    - args: "\'unterminated"', "profiling.targets[0].args", 4),
+        ("targets:\n    - resources: {memory: lots}", "profiling.targets[0].resources.memory", 4),
+        ("targets:\n    - env: [NOEQUALS]", "profiling.targets[0].env", 4),
+        ("targets:\n    - run: {volumes: [/no-colon]}", "profiling.targets[0].run.volumes", 4),
+        ("targets: [{}]\n  grace: -1", "profiling.grace", 4),
+        ("targets: [{}]\n  app_metrics: {udp_port: 70000}", "profiling.app_metrics.udp_port", 4),
+    ],
+)
+def test_other_invalid_values(tmp_path: Path, snippet: str, key: str, line: int) -> None:
+    msg, p = _error(tmp_path, f"name: a\nprofiling:\n  {snippet}\n")
+    _assert_where(msg, p, line, key)
