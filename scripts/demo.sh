@@ -9,6 +9,7 @@ cd "$ROOT"
 PY="${PYTHON:-python3}"
 "$PY" -m pip install -q --disable-pip-version-check -e . >&2
 eval "$(scripts/engine.sh start)"
-scripts/build-images.sh example >&2
+scripts/build-images.sh python >&2          # cached after the first build
+scripts/build-images.sh --force example >&2  # quick: picks up the current client.py and app
 DB="${EDGEPROF_DB:-sqlite:///$ROOT/edgeprof.db}"
 "$PY" -m edgeprof.cli.main run examples/objcounter/profile.yaml --db "$DB" "$@"

@@ -32,8 +32,9 @@ from edgeprof.sampler import Sampler
 from edgeprof.spec import LoadedSpec, TargetRun, plan
 from edgeprof.store.sql import BatchWriter, SQLStore
 
-METRICS_SOCKET_IN_CONTAINER = "/run/edgeprof/metrics.sock"
-PYWAGGLE_DIR_IN_CONTAINER = "/run/edgeprof/pywaggle"
+METRICS_DIR_IN_CONTAINER = "/run/edgeprof"
+METRICS_SOCKET_IN_CONTAINER = f"{METRICS_DIR_IN_CONTAINER}/metrics.sock"
+PYWAGGLE_DIR_IN_CONTAINER = "/run/pywaggle"
 
 
 @dataclass
@@ -155,7 +156,7 @@ def _collectors_for(
     else:
         out += [CgroupCollector(), NetCollector()]
     for g in groups:
-        if g == "container" or g == "app":
+        if g in ("container", "app"):
             continue
         if g == "system":
             out.append(HostCollector())
@@ -177,29 +178,33 @@ def _collectors_for(
 
 
 class _AppMetrics:
-    """The per-run metrics socket and pywaggle log folder, opened before each container."""
+    """The per-target metrics socket and pywaggle log folder, opened before each container.
 
-    def __init__(self, loaded: LoadedSpec, work_dir: str) -> None:
+    On by default for every target (opt out with ``profiling.app_metrics``): the socket's
+    folder is mounted read-only at ``/run/edgeprof`` (sending works on a read-only mount;
+    the container cannot remove or replace the socket), and ``EDGEPROF_METRICS_SOCKET``
+    points at it; pywaggle's ``PYWAGGLE_LOG_DIR`` is a writable folder followed from here.
+    """
+
+    def __init__(self, loaded: LoadedSpec, work_dir: str, clock: Clock) -> None:
         self.opts = loaded.spec.profiling.app_metrics
-        self.enabled = "app" in loaded.spec.profiling.metrics
         self.work_dir = work_dir
+        self.clock = clock
 
     def prepare(
         self, ctx: CollectContext, req: ContainerRequest, unavailable: Callable[[str, str], None]
     ) -> list[Collector]:
-        if not self.enabled:
+        if not (self.opts.socket or self.opts.pywaggle or self.opts.udp_port is not None):
             return []
-        try:
-            from edgeprof.collect.appmetrics import AppMetricsCollector, PywaggleLogCollector
-        except ImportError:
-            unavailable("app", "app metrics are not part of this build")
-            return []
+        from edgeprof.collect.appmetrics import AppMetricsCollector, PywaggleLogCollector
+
         out: list[Collector] = []
-        tdir = tempfile.mkdtemp(prefix="t-", dir=self.work_dir)
+        tdir = tempfile.mkdtemp(prefix=f"{ctx.target.replace('/', '-')}-", dir=self.work_dir)
         os.chmod(tdir, 0o755)
-        if self.opts.socket:
-            sock_dir = os.path.join(tdir, "sock")
-            ctx.options["socket_path"] = os.path.join(sock_dir, "metrics.sock")
+        ctx.options["clock"] = self.clock
+        if self.opts.socket or self.opts.udp_port is not None:
+            if self.opts.socket:
+                ctx.options["socket_path"] = os.path.join(tdir, "sock", "metrics.sock")
             if self.opts.udp_port is not None:
                 ctx.options["udp_port"] = self.opts.udp_port
             c = AppMetricsCollector()
@@ -209,21 +214,18 @@ class _AppMetrics:
                 unavailable("app", str(e))
             else:
                 out.append(c)
-                req.volumes.append(
-                    f"{sock_dir}:{os.path.dirname(METRICS_SOCKET_IN_CONTAINER)}/sock:rw"
-                )
-                req.env.setdefault(
-                    "EDGEPROF_METRICS_SOCKET",
-                    f"{os.path.dirname(METRICS_SOCKET_IN_CONTAINER)}/sock/metrics.sock",
-                )
-                port = getattr(c, "udp_port", None)
-                if port:
-                    req.env.setdefault("EDGEPROF_METRICS_UDP", f"127.0.0.1:{port}")
+                if self.opts.socket:
+                    req.volumes.append(
+                        f"{os.path.join(tdir, 'sock')}:{METRICS_DIR_IN_CONTAINER}:ro"
+                    )
+                    req.env.setdefault("EDGEPROF_METRICS_SOCKET", METRICS_SOCKET_IN_CONTAINER)
+                if c.udp_port:
+                    req.env.setdefault("EDGEPROF_METRICS_UDP", f"127.0.0.1:{c.udp_port}")
         if self.opts.pywaggle:
-            pdir = os.path.join(tdir, "pywaggle")
-            os.makedirs(pdir, mode=0o777, exist_ok=True)
-            os.chmod(pdir, 0o777)
-            ctx.options["pywaggle_dir"] = pdir
+            ctx.options["pywaggle_dir"] = os.path.join(tdir, "pywaggle")
+            ctx.options["pywaggle_container_dir"] = PYWAGGLE_DIR_IN_CONTAINER
+            if self.opts.pywaggle_tz:
+                ctx.options["pywaggle_tz"] = self.opts.pywaggle_tz
             pc = PywaggleLogCollector()
             try:
                 pc.open(ctx)
@@ -231,19 +233,9 @@ class _AppMetrics:
                 unavailable("app", str(e))
             else:
                 out.append(pc)
-                req.volumes.append(f"{pdir}:{PYWAGGLE_DIR_IN_CONTAINER}:rw")
+                req.volumes.append(f"{ctx.options['pywaggle_dir']}:{PYWAGGLE_DIR_IN_CONTAINER}:rw")
                 req.env.setdefault("PYWAGGLE_LOG_DIR", PYWAGGLE_DIR_IN_CONTAINER)
         return out
-
-
-def _describe(collectors: list[Collector]) -> dict[str, tuple[str, str]]:
-    desc: dict[str, tuple[str, str]] = {}
-    for c in collectors:
-        for m in c.metrics():
-            desc[m.name] = (m.unit, m.kind)
-            if m.kind == "counter":
-                desc[m.rate_metric] = (m.rate_unit or f"{m.unit}/s", "gauge")
-    return desc
 
 
 def _request(loaded: LoadedSpec, tr: TargetRun, run_id: int, image: str) -> ContainerRequest:
@@ -357,7 +349,7 @@ def run_profile(
     unavailable = _Unavailable(store, run_id, clock, ui)
     work_dir = tempfile.mkdtemp(prefix=f"edgeprof-run{run_id}-", dir=opts.work_dir)
     os.chmod(work_dir, 0o755)
-    app = _AppMetrics(loaded, work_dir)
+    app = _AppMetrics(loaded, work_dir, clock)
     result = RunResult(run_id=run_id, status="running")
     ui.run_started(run_id, image, runs)
     try:
@@ -473,12 +465,13 @@ def _run_target(
                     f"is {resolution:g} s, not {interval:g} s",
                     resolution_s=resolution,
                 )
-        writer = BatchWriter(store, run_id, target_id, _describe(collectors))
 
         def on_error(c: Collector, e: BaseException) -> None:
             unavail(c.group, f"failed while sampling: {type(e).__name__}: {e}")
 
-        sampler = Sampler(collectors, interval, clock, writer, on_error)
+        sampler = Sampler(collectors, interval, clock, lambda batch: None, on_error)
+        writer = BatchWriter(store, run_id, target_id, sampler.describe)
+        sampler.sink = writer
         sampler.start()
         waiter = _Waiter(engine, handle)
         while not waiter.done.wait(min(0.25, interval if interval > 0.05 else 0.05)):

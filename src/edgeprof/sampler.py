@@ -65,10 +65,11 @@ class Sampler:
         self.sink = sink
         self.on_error = on_error
         self._rates: dict[str, _Rate] = {}
+        self.describe: dict[str, tuple[str, str]] = {}
+        """metric → (unit, kind) of every metric seen declared, rates included (for the store)."""
+        self._dynamic = [c for c in self.collectors if getattr(c, "dynamic_metrics", False)]
         for c in self.collectors:
-            for m in c.metrics():
-                if m.kind == "counter":
-                    self._rates[m.name] = _Rate(m.rate_metric, m.rate_scale)
+            self._learn(c)
         self._prev: dict[tuple[str, Labels], tuple[int, float]] = {}
         self.latest: dict[str, float] = {}
         self._stop = threading.Event()
@@ -77,6 +78,13 @@ class Sampler:
         self.missed = 0
         self._cpu = 0.0
         self._wall = 0.0
+
+    def _learn(self, c: Collector) -> None:
+        for m in c.metrics():
+            self.describe[m.name] = (m.unit, m.kind)
+            if m.kind == "counter":
+                self._rates[m.name] = _Rate(m.rate_metric, m.rate_scale)
+                self.describe[m.rate_metric] = (m.rate_unit or f"{m.unit}/s", "gauge")
 
     # -- one tick -------------------------------------------------------------------------
     def tick(self, now_ns: int) -> list[Sample]:
@@ -92,6 +100,8 @@ class Sampler:
                 out.extend(got)
         if not out:
             return out
+        for c in self._dynamic:  # collectors whose metrics are discovered as they arrive
+            self._learn(c)
         rates = self._rates
         prev = self._prev
         derived: list[Sample] = []

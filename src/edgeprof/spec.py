@@ -182,9 +182,16 @@ class TargetSpec(_Model):
 
 
 class AppMetricsOptions(_Model):
+    """Metrics the app reports itself. On by default; ``socket: false`` / ``pywaggle: false`` opt out."""
+
     socket: bool = True
-    udp_port: int | None = Field(default=None, ge=0, le=65535)
+    udp_port: int | None = Field(
+        default=None, ge=0, le=65535, description="also listen on 127.0.0.1:PORT (0: any)"
+    )
     pywaggle: bool = True
+    pywaggle_tz: str | None = Field(
+        default=None, description="time zone of pywaggle's naive timestamps (default: auto)"
+    )
 
 
 class Profiling(_Model):
@@ -386,6 +393,8 @@ def _explain(err: ValidationError, node: Any, source: str) -> str:
         value = e.get("input")
         shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
         msg = f"invalid value for '{path}'{shown}: {detail}"
+        if isinstance(value, bool) and "string" in detail:
+            msg += "; put it in quotes (YAML reads yes/no/on/off/true/false as booleans)"
     more = len(err.errors()) - 1
     suffix = f" ({more} more problem{'s' if more > 1 else ''} after this one)" if more else ""
     return f"{where}: {msg}{suffix}"

@@ -34,6 +34,16 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
+def counter_total(vals: list[float]) -> float:
+    """Increase of a counter over time-ordered values; a reset (a drop) starts a new count."""
+    total = 0.0
+    prev = vals[0]
+    for v in vals[1:]:
+        total += v - prev if v >= prev else v
+        prev = v
+    return total
+
+
 def series_key(metric: str, labels: dict[str, str]) -> str:
     """``metric`` or ``metric{k=v,…}`` with the implied ``target`` label left out."""
     extra = {k: v for k, v in labels.items() if k != "target"}
@@ -68,10 +78,12 @@ def summarize(store: SQLStore, run_ref: str | int) -> dict[str, Any]:
                 continue
             key = series_key(s["metric"], s["labels"])
             if s["kind"] == "counter":
+                # one query's values come in no promised order; a counter's total needs time order
+                ordered = store.ordered_values(s["id"])
                 metrics[key] = {
-                    "total": vals[-1] - vals[0],
-                    "last": vals[-1],
-                    "count": len(vals),
+                    "total": counter_total(ordered),
+                    "last": ordered[-1],
+                    "count": len(ordered),
                     "unit": s["unit"],
                     "kind": "counter",
                 }

@@ -387,6 +387,7 @@ class AppMetricsCollector:
     """
 
     group = "app"
+    dynamic_metrics = True  # metrics() grows as messages arrive; the sampler re-reads it
 
     def __init__(self) -> None:
         self.socket_path: str | None = None

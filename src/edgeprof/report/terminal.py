@@ -123,6 +123,10 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
     return tables
 
 
+def _has_traffic(stats: dict[str, Any]) -> bool:
+    return bool(stats.get("received") or stats.get("lines") or stats.get("client_reports"))
+
+
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     c = console or make_console()
     for tab in summary_tables(summary):
@@ -130,6 +134,16 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     for t in summary["targets"]:
         if t.get("error"):
             c.print(f"[red]{t['name']}: {t['error']}[/red]")
+    for t in summary["targets"]:
+        for e in t["events"]:
+            if e["kind"] in ("app_metrics_stats", "pywaggle_stats") and _has_traffic(e["data"]):
+                rejected = {k: v for k, v in (e["data"].get("rejected") or {}).items() if v}
+                more = (
+                    f" (rejected: {', '.join(f'{k} {v}' for k, v in rejected.items())})"
+                    if rejected
+                    else ""
+                )
+                c.print(f"{t['name']}: {e['message']}{more}")
     unavailable = [e for e in summary["run"]["events"] if e["kind"] == "collector_unavailable"]
     unavailable += [
         e for t in summary["targets"] for e in t["events"] if e["kind"] == "collector_unavailable"

@@ -357,6 +357,15 @@ class SQLStore:
                     lst.append(v)
         return out
 
+    def ordered_values(self, series_id: int) -> list[float]:
+        """One series' values in time order (served by the (series_id, t_ns) index)."""
+        with self.lock:
+            cur = self.conn.cursor()
+            cur.execute(
+                self._q("SELECT value FROM samples WHERE series_id = ? ORDER BY t_ns"), (series_id,)
+            )
+            return [r[0] for r in cur.fetchall()]
+
     def iter_samples(self, run_id: int) -> Iterator[tuple[int, int, float]]:
         with self.lock:
             cur = self.conn.cursor()
