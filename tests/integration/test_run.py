@@ -159,6 +159,9 @@ def test_logs_events_and_no_container_left(groundtruth) -> None:
 
     logs = sqlite3.connect(db).execute("SELECT text FROM logs WHERE stream='stdout'").fetchall()
     assert any("bye" in text for (text,) in logs)
+    out = edgeprof("logs", "latest", "exit3", db=db, check=0).stdout
+    assert out.startswith("==> exit3 (stdout) <==") and "bye" in out
+    assert "no target named 'nope'" in edgeprof("logs", "latest", "nope", db=db, check=2).stderr
     for t in s["targets"]:
         assert docker("ps", "-aq", "--filter", f"id={t['container_id']}").strip() == ""
 

@@ -205,6 +205,24 @@ def export(
         store.close()
 
 
+@app.command()
+def logs(
+    run_id: str = typer.Argument(..., help="Run id, or 'latest'."),
+    target: str | None = typer.Argument(None, help="Target name (default: every target)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Print the container logs stored with a run (stdout and stderr, timestamped)."""
+    from edgeprof.report.export import run_logs
+
+    store = _open(db)
+    try:
+        for name, stream, text in run_logs(store, run_id, target):
+            typer.echo(f"==> {name} ({stream}) <==")
+            typer.echo(text.rstrip("\n"))
+    finally:
+        store.close()
+
+
 def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 

@@ -58,3 +58,26 @@ def export_run(store: SQLStore, run_ref: str | int, fmt: str, out: IO[str]) -> i
     else:  # the CLI validates the choice; the library says the same
         raise ValueError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
     return n
+
+
+def run_logs(
+    store: SQLStore, run_ref: str | int, target: str | None = None
+) -> list[tuple[str, str, str]]:
+    """``(target, stream, text)`` of the logs stored with a run, in target order."""
+    from edgeprof.errors import UserError
+
+    run_id = int(store.resolve_run(run_ref)["id"])
+    targets = store.targets(run_id)
+    if target is not None:
+        chosen = [t for t in targets if t["name"] == target]
+        if not chosen:
+            names = ", ".join(t["name"] for t in targets) or "none"
+            raise UserError(
+                f"run {run_id} has no target named {target!r}; its targets are: {names}"
+            )
+        targets = chosen
+    out = []
+    for t in targets:
+        for stream, text in sorted(store.logs(t["id"]).items(), reverse=True):
+            out.append((t["name"], stream, text))
+    return out
