@@ -50,7 +50,23 @@ try:
 except OSError as e:
     print("oversized refused by the kernel:", e)
 s.send(b"{not json")
+# the socket's folder is mounted read-only: the app can send, but not remove or replace it
+try:
+    os.unlink(os.environ["EDGEPROF_METRICS_SOCKET"])
+    raise SystemExit("the metrics socket could be removed from inside the container")
+except OSError as e:
+    print("cannot remove the socket:", e)
 print("sent")
+"""
+
+UDP_APP = r"""
+import os, socket
+host, port = os.environ["EDGEPROF_METRICS_UDP"].rsplit(":", 1)
+assert "EDGEPROF_METRICS_SOCKET" not in os.environ
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(100):
+    s.sendto(b"fps:%d|g" % i, (host, int(port)))
+print("sent over udp")
 """
 
 PYWAGGLE_APP = r"""
@@ -158,3 +174,19 @@ def test_opt_out(engine: str, tmp_path: Path) -> None:
     db = tmp_path / "o.db"
     edgeprof("run", str(spec), db=db, check=0)
     assert target(summary(db), "app")["exit_code"] == 0
+
+
+def test_udp_statsd_for_host_network_apps(engine: str, tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        "udp",
+        UDP_APP,
+        extra_run="  network: host\n",
+        profiling="  app_metrics: {socket: false, udp_port: 0, pywaggle: false}\n",
+    )
+    db = tmp_path / "u.db"
+    edgeprof("run", str(spec), db=db, check=0)
+    t = target(summary(db), "app")
+    fps = t["metrics"]["app.fps"]
+    assert fps["count"] == 100 and fps["max"] == 99
+    assert _stats(t)["udp_kernel_drops"] == 0
