@@ -442,18 +442,20 @@ def _run_target(
             cgroup=handle.cgroup.__dict__ if handle.cgroup else None,
         )
         ctx.container_id, ctx.pid, ctx.cgroup = handle.container_id, handle.pid, handle.cgroup
-        late = _collectors_for(
-            groups,
-            has_cgroup=handle.cgroup is not None,
-            stats_source=opts.stats_source,
-            unavailable=unavail,
-        )
+        if handle.pid:
+            late = _collectors_for(
+                groups,
+                has_cgroup=handle.cgroup is not None,
+                stats_source=opts.stats_source,
+                unavailable=unavail,
+            )
+        else:  # the app exited before its first sample: nothing to sample; exit info follows
+            late = []
+            event("exited_before_sampling", "the container exited before its first sample")
         for c in late:
             try:
                 c.open(ctx)
             except CollectorUnavailable as e:
-                if c.group == "container" and handle.cgroup is None and not handle.pid:
-                    continue  # the app exited before we could look at it; exit info still follows
                 unavail(c.group, str(e))
                 continue
             collectors.append(c)
