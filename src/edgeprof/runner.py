@@ -471,7 +471,9 @@ def _run_target(
         def on_error(c: Collector, e: BaseException) -> None:
             unavail(c.group, f"failed while sampling: {type(e).__name__}: {e}")
 
-        sampler = Sampler(collectors, interval, clock, lambda batch: None, on_error)
+        sampler = Sampler(
+            collectors, interval, clock, lambda batch: None, on_error, realtime=prof.realtime
+        )
         writer = BatchWriter(store, run_id, target_id, sampler.describe)
         sampler.sink = writer
         sampler.start()
@@ -524,7 +526,12 @@ def _run_target(
             if sampler is not None:
                 sampler.stop(final_sample=True)
                 timing = sampler.timing()
-                event("sampler_timing", "sampler schedule and own CPU use", **timing.as_dict())
+                event(
+                    "sampler_timing",
+                    "sampler schedule and own CPU use",
+                    **timing.as_dict(),
+                    realtime_error=sampler.realtime_error,
+                )
             for c in collectors:
                 try:
                     c.close()

@@ -201,6 +201,10 @@ class Profiling(_Model):
     grace: float = Field(
         default=5.0, ge=0, le=600, description="seconds between SIGTERM and SIGKILL"
     )
+    realtime: bool = Field(
+        default=True,
+        description="sampler thread at SCHED_FIFO 1 when allowed (timely ticks under load)",
+    )
     app_metrics: AppMetricsOptions = Field(default_factory=AppMetricsOptions)
     tegrastats_path: str | None = None
 

@@ -153,7 +153,9 @@ def test_run_50ms_for_half_a_second() -> None:
         "lateness_p99_s",
         "cpu_seconds",
         "wall_seconds",
+        "realtime",
     }
+    assert t.realtime is False  # not asked for
     # Samples are timestamped in wall-clock ns and increase.
     ts = [b[0].t_ns for b in batches]
     assert ts == sorted(ts) and len(set(ts)) == len(ts)
@@ -192,3 +194,26 @@ def test_timing_before_start_is_empty() -> None:
     s, _ = _sampler([FakeCollector()], interval_s=0.1)
     t = s.timing()
     assert t.ticks == 0 and t.period_p50_s == 0.0 and t.period_max_dev_s == 0.0
+
+
+def test_realtime_sampler_thread_when_allowed() -> None:
+    import os
+
+    s, _ = _sampler([FakeCollector()], interval_s=0.01)
+    s.realtime = True
+    seen: list[int] = []
+    orig = s.tick
+
+    def tick(now_ns: int) -> list[Sample]:
+        if not seen:
+            seen.append(os.sched_getscheduler(threading.get_native_id()))
+        return orig(now_ns)
+
+    s.tick = tick  # type: ignore[method-assign]
+    s.start()
+    time.sleep(0.1)
+    s.stop(final_sample=False)
+    if s.realtime_error is not None:  # no CAP_SYS_NICE: the normal scheduler is kept, and said so
+        assert s.timing().realtime is False and seen == [os.SCHED_OTHER]
+    else:
+        assert s.timing().realtime is True and seen == [os.SCHED_FIFO]
