@@ -219,12 +219,26 @@ def _encode(name: object, value: object, ts: object, meta: dict, kind: str | Non
 # --- sending -----------------------------------------------------------------------------
 
 
+def _deliver(data: bytes, stamped: bool) -> None:
+    """Send one encoded message, or queue it behind those already waiting (order is kept)."""
+    global _sent
+    if _pending:
+        _enqueue(data, stamped)
+        return
+    try:
+        _sock_send(data)  # type: ignore[misc]
+        _sent += 1
+    except BlockingIOError:
+        _enqueue(data, stamped)
+    except Exception as exc:
+        _send_failed(data, exc, stamped)
+
+
 def publish(name: str, value: float, ts: int | None = None, **meta: object) -> None:
     """Publish one value as ``app.<name>``; ``ts`` is Unix ns, keyword arguments are labels.
 
     Never raises, never blocks; a no-op when no profiler is configured.
     """
-    global _sent
     if _state != _ACTIVE and (_state == _DISABLED or not _init()):
         return
     try:
@@ -238,34 +252,17 @@ def publish(name: str, value: float, ts: int | None = None, **meta: object) -> N
             data = _encode(name, value, ts, meta, None)
     except Exception:
         return _count_drop()
-    if _pending:
-        return _enqueue(data, ts is not None)
-    try:
-        _sock_send(data)  # type: ignore[misc]
-        _sent += 1
-    except BlockingIOError:
-        _enqueue(data, ts is not None)
-    except Exception as exc:
-        _send_failed(data, exc, ts is not None)
+    _deliver(data, ts is not None)
 
 
 def _publish_kind(name: str, value: float, kind: str, ts: int | None, meta: dict) -> None:
-    global _sent
     if _state != _ACTIVE and (_state == _DISABLED or not _init()):
         return
     try:
         data = _encode(name, value, ts, meta, kind)
     except Exception:
         return _count_drop()
-    if _pending:
-        return _enqueue(data, ts is not None)
-    try:
-        _sock_send(data)  # type: ignore[misc]
-        _sent += 1
-    except BlockingIOError:
-        _enqueue(data, ts is not None)
-    except Exception as exc:
-        _send_failed(data, exc, ts is not None)
+    _deliver(data, ts is not None)
 
 
 def _count_drop(n: int = 1) -> None:
