@@ -54,12 +54,14 @@ def test_cli_run_on_postgres(engine: str, pg_url: str, tmp_path: Path) -> None:
     spec = tmp_path / "p.yaml"
     spec.write_text(
         "name: pg\nimage: edgeprof-test/busybox:latest\nprofiling:\n  interval: 0.2\n  targets:\n"
-        "    - {name: short, args: [sh, -c, 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'], timeout: 20}\n"
+        "    - name: short\n"
+        "      args: [sh, -c, 'end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do :; done']\n"
+        "      timeout: 20\n"
     )
     edgeprof("run", str(spec), "--db", pg_url, "--quiet", check=0)
     res = edgeprof("summary", "latest", "--json", "--db", pg_url, check=0)
     t = json.loads(res.stdout)["targets"][0]
-    assert t["exit_code"] == 0 and t["metrics"]["cpu.percent"]["count"] >= 1
+    assert t["exit_code"] == 0 and t["metrics"]["cpu.percent"]["count"] >= 5
     assert "pg" in edgeprof("runs", "--db", pg_url, check=0).stdout
 
 
