@@ -136,16 +136,16 @@ class _NvmlBase:
 
 
 SUMMARY_METRICS = [
-    MetricSpec("gpu.utilization_percent", "percent", description="SM busy time (driver samples)"),
-    MetricSpec("gpu.memory_utilization_percent", "percent", description="memory controller busy"),
-    MetricSpec("gpu.memory_used_bytes", "bytes"),
-    MetricSpec("gpu.memory_total_bytes", "bytes"),
+    MetricSpec("gpu.utilization_percent", "%", description="SM busy time (driver samples)"),
+    MetricSpec("gpu.memory_utilization_percent", "%", description="memory controller busy"),
+    MetricSpec("gpu.memory_used_bytes", "B"),
+    MetricSpec("gpu.memory_total_bytes", "B"),
     MetricSpec("gpu.power_watts", "W"),
-    MetricSpec("gpu.temperature_celsius", "celsius"),
+    MetricSpec("gpu.temperature_celsius", "degC"),
     MetricSpec("gpu.sm_clock_hz", "Hz"),
     MetricSpec("gpu.memory_clock_hz", "Hz"),
-    MetricSpec("gpu.encoder_utilization_percent", "percent"),
-    MetricSpec("gpu.decoder_utilization_percent", "percent"),
+    MetricSpec("gpu.encoder_utilization_percent", "%"),
+    MetricSpec("gpu.decoder_utilization_percent", "%"),
 ]
 
 
@@ -264,9 +264,9 @@ class NvmlSummaryCollector(_NvmlBase):
 
 
 PROCESS_METRICS = [
-    MetricSpec("gpu.process.memory_used_bytes", "bytes", description="labels pid, gpu"),
-    MetricSpec("gpu.process.sm_utilization_percent", "percent", description="labels pid, gpu"),
-    MetricSpec("gpu.container.memory_used_bytes", "bytes", description="sum over the container"),
+    MetricSpec("gpu.process.memory_used_bytes", "B", description="labels pid, gpu"),
+    MetricSpec("gpu.process.sm_utilization_percent", "%", description="labels pid, gpu"),
+    MetricSpec("gpu.container.memory_used_bytes", "B", description="sum over the container"),
 ]
 
 

@@ -259,25 +259,25 @@ def _parse(line: str) -> TegraReading:
 
 
 TEGRASTATS_METRICS: list[MetricSpec] = [
-    MetricSpec("gpu.utilization_percent", "percent", description="GR3D (iGPU) load"),
+    MetricSpec("gpu.utilization_percent", "%", description="GR3D (iGPU) load"),
     MetricSpec("gpu.freq_hz", "Hz", description="GR3D clock; label gpc when per-GPC"),
     MetricSpec("gpu.power_watts", "W", description="GPU-only rail power, label rail"),
-    MetricSpec("jetson.ram.used_bytes", "bytes"),
-    MetricSpec("jetson.ram.total_bytes", "bytes"),
-    MetricSpec("jetson.swap.used_bytes", "bytes"),
-    MetricSpec("jetson.swap.total_bytes", "bytes"),
-    MetricSpec("jetson.swap.cached_bytes", "bytes"),
-    MetricSpec("jetson.cpu.utilization_percent", "percent", description="per core, label core"),
+    MetricSpec("jetson.ram.used_bytes", "B"),
+    MetricSpec("jetson.ram.total_bytes", "B"),
+    MetricSpec("jetson.swap.used_bytes", "B"),
+    MetricSpec("jetson.swap.total_bytes", "B"),
+    MetricSpec("jetson.swap.cached_bytes", "B"),
+    MetricSpec("jetson.cpu.utilization_percent", "%", description="per core, label core"),
     MetricSpec("jetson.cpu.freq_hz", "Hz", description="per core, label core"),
-    MetricSpec("jetson.cpu.online", "bool", description="0 when tegrastats prints 'off'"),
-    MetricSpec("jetson.mts.foreground_percent", "percent"),
-    MetricSpec("jetson.mts.background_percent", "percent"),
-    MetricSpec("jetson.emc.utilization_percent", "percent"),
+    MetricSpec("jetson.cpu.online", "1", description="0 when tegrastats prints 'off'"),
+    MetricSpec("jetson.mts.foreground_percent", "%"),
+    MetricSpec("jetson.mts.background_percent", "%"),
+    MetricSpec("jetson.emc.utilization_percent", "%"),
     MetricSpec("jetson.emc.freq_hz", "Hz"),
-    MetricSpec("jetson.engine.utilization_percent", "percent", description="label engine"),
+    MetricSpec("jetson.engine.utilization_percent", "%", description="label engine"),
     MetricSpec("jetson.engine.freq_hz", "Hz", description="label engine"),
-    MetricSpec("jetson.engine.online", "bool", description="0 when the engine is 'off'"),
-    MetricSpec("jetson.temperature_celsius", "celsius", description="label sensor"),
+    MetricSpec("jetson.engine.online", "1", description="0 when the engine is 'off'"),
+    MetricSpec("jetson.temperature_celsius", "degC", description="label sensor"),
     MetricSpec("jetson.power.current_watts", "W", description="label rail"),
     MetricSpec("jetson.power.average_watts", "W", description="label rail"),
     MetricSpec("jetson.power.max_watts", "W", description="JetPack 7 third value, label rail"),
@@ -452,7 +452,7 @@ class JetsonGpuLoadCollector:
     def metrics(self) -> list[MetricSpec]:
         return [
             MetricSpec(
-                "gpu.utilization_percent", "percent", description="iGPU load from sysfs gpu.0/load"
+                "gpu.utilization_percent", "%", description="iGPU load from sysfs gpu.0/load"
             )
         ]
 
