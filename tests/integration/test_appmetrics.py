@@ -7,8 +7,11 @@ are mounted read-only into it, exactly as an app image would carry them.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -137,7 +140,10 @@ def test_client_metrics_timers_and_fps(engine: str, tmp_path: Path) -> None:
 
 def test_statsd_and_bad_input(engine: str, tmp_path: Path) -> None:
     db = tmp_path / "s.db"
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "edgeprof-run*")))
     edgeprof("run", str(_spec(tmp_path, "statsd", STATSD_APP)), db=db, check=0)
+    # the per-run folder with the socket is gone afterwards
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "edgeprof-run*"))) <= before
     t = target(summary(db), "app")
     m = t["metrics"]
     assert m["app.fps"]["max"] == pytest.approx(29.7)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import subprocess
 import threading
@@ -212,7 +213,10 @@ def test_engine_stats_api_fallback(engine: str, tmp_path: Path) -> None:
     assert cpu["count"] <= t["duration_s"] + 1  # one per second, whatever the interval
 
 
-def test_sigterm_stores_everything_and_cleans_up(engine: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_signal_stores_everything_and_cleans_up(
+    engine: str, tmp_path: Path, sig: signal.Signals
+) -> None:
     spec = tmp_path / "long.yaml"
     spec.write_text(
         "name: long\nimage: edgeprof-test/busybox:latest\nprofiling:\n  interval: 0.1\n  targets:\n"
@@ -230,7 +234,7 @@ def test_sigterm_stores_everything_and_cleans_up(engine: str, tmp_path: Path) ->
         env=dict(os.environ),
     )
     time.sleep(4)
-    p.terminate()
+    p.send_signal(sig)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     assert "Traceback" not in err
