@@ -27,7 +27,7 @@ from edgeprof import __version__
 from edgeprof.collect.base import CollectContext, Collector
 from edgeprof.engine.base import ContainerRequest, Engine, Handle
 from edgeprof.errors import CollectorUnavailable, EngineError, UserError
-from edgeprof.model import Clock, Event, MetricSpec, labels_of
+from edgeprof.model import Clock, Event, labels_of
 from edgeprof.sampler import Sampler
 from edgeprof.spec import LoadedSpec, TargetRun, plan
 from edgeprof.store.sql import BatchWriter, SQLStore
@@ -113,25 +113,25 @@ def _container_name(run_id: int, tr: TargetRun) -> str:
 
 
 class _Unavailable:
-    """Records each (group, reason) once per run."""
+    """Records each (group, reason) once per run (called from the main and sampler threads)."""
 
-    def __init__(self, store: SQLStore, run_id: int, clock: Clock, progress: Progress) -> None:
+    def __init__(self, clock: Clock, progress: Progress) -> None:
         self.seen: set[tuple[str, str]] = set()
-        self.store, self.run_id, self.clock, self.progress = store, run_id, clock, progress
+        self.lock = threading.Lock()
+        self.clock, self.progress = clock, progress
 
-    def __call__(self, group: str, reason: str, target_id: int | None) -> None:
-        if (group, reason) in self.seen:
-            return
-        self.seen.add((group, reason))
-        self.store.add_event(
-            self.run_id,
-            target_id,
+    def __call__(self, group: str, reason: str, emit: Callable[[Event], None]) -> None:
+        with self.lock:
+            if (group, reason) in self.seen:
+                return
+            self.seen.add((group, reason))
+        emit(
             Event(
                 self.clock.now_ns(),
                 "collector_unavailable",
                 f"{group}: {reason}",
                 data={"group": group, "reason": reason},
-            ),
+            )
         )
         self.progress.note(f"metric group '{group}' unavailable: {reason}")
 
@@ -219,8 +219,14 @@ class _AppMetrics:
                         f"{os.path.join(tdir, 'sock')}:{METRICS_DIR_IN_CONTAINER}:ro"
                     )
                     req.env.setdefault("EDGEPROF_METRICS_SOCKET", METRICS_SOCKET_IN_CONTAINER)
-                if c.udp_port:
+                if c.udp_port and req.network == "host":
                     req.env.setdefault("EDGEPROF_METRICS_UDP", f"127.0.0.1:{c.udp_port}")
+                elif c.udp_port:
+                    unavailable(
+                        "app",
+                        "app_metrics.udp_port needs run.network: host (the "
+                        "container's own loopback cannot reach the listener)",
+                    )
         if self.opts.pywaggle:
             ctx.options["pywaggle_dir"] = os.path.join(tdir, "pywaggle")
             ctx.options["pywaggle_container_dir"] = PYWAGGLE_DIR_IN_CONTAINER
@@ -297,6 +303,37 @@ class _Waiter:
         self.done.set()
 
 
+@dataclass
+class _Run:
+    """What every target of one run shares."""
+
+    loaded: LoadedSpec
+    run_id: int
+    image: str
+    groups: list[str]
+    interval: float
+    store: SQLStore
+    engine: Engine
+    clock: Clock
+    opts: RunOptions
+    ui: Progress
+    unavailable: _Unavailable
+    app: _AppMetrics
+
+
+def _select(runs: list[TargetRun], only: list[str] | None, path: str) -> list[TargetRun]:
+    if not only:
+        return runs
+    known = {r.name for r in runs} | {r.name.split("#")[0] for r in runs}
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        raise UserError(
+            f"no target named {unknown[0]!r} in {path}; targets are: "
+            + ", ".join(r.name for r in runs)
+        )
+    return [r for r in runs if r.name in only or r.name.split("#")[0] in only]
+
+
 def run_profile(
     loaded: LoadedSpec,
     store: SQLStore,
@@ -309,23 +346,7 @@ def run_profile(
     spec = loaded.spec
     prof = spec.profiling
     interval = opts.interval_s or prof.interval
-    runs = plan(spec)
-    if opts.only_targets:
-        unknown = [
-            n
-            for n in opts.only_targets
-            if n not in {r.name for r in runs} | {r.name.split("#")[0] for r in runs}
-        ]
-        if unknown:
-            raise UserError(
-                f"no target named {unknown[0]!r} in {loaded.path}; targets are: "
-                + ", ".join(r.name for r in runs)
-            )
-        runs = [
-            r
-            for r in runs
-            if r.name in opts.only_targets or r.name.split("#")[0] in opts.only_targets
-        ]
+    runs = _select(plan(spec), opts.only_targets, loaded.path)
     image = spec.image_ref()
     if not engine.image_exists(image):
         raise EngineError(
@@ -333,7 +354,7 @@ def run_profile(
             + ("'image'" if spec.image else "namespace/name:version")
             + f") is not present on the {engine.description}; build or load it first (edgeprof never pulls)"
         )
-    groups = list(dict.fromkeys(["container", *prof.metrics]))
+    host = {**host_details(engine), "image": engine.image_info(image)}
     clock = Clock()
     run_id = store.begin_run(
         spec_name=spec.name,
@@ -342,35 +363,31 @@ def run_profile(
         spec_text=loaded.text,
         started_ns=clock.now_ns(),
         interval_s=interval,
-        host={},
+        host=host,
         version=__version__,
     )
-    store.update_run_host(run_id, {**host_details(engine), "image": engine.image_info(image)})
-    unavailable = _Unavailable(store, run_id, clock, ui)
-    work_dir = tempfile.mkdtemp(prefix=f"edgeprof-run{run_id}-", dir=opts.work_dir)
-    os.chmod(work_dir, 0o755)
-    app = _AppMetrics(loaded, work_dir, clock)
     result = RunResult(run_id=run_id, status="running")
-    ui.run_started(run_id, image, runs)
+    work_dir: str | None = None
     try:
+        work_dir = tempfile.mkdtemp(prefix=f"edgeprof-run{run_id}-", dir=opts.work_dir)
+        os.chmod(work_dir, 0o755)
+        run = _Run(
+            loaded,
+            run_id,
+            image,
+            list(dict.fromkeys(["container", *prof.metrics])),
+            interval,
+            store,
+            engine,
+            clock,
+            opts,
+            ui,
+            _Unavailable(clock, ui),
+            _AppMetrics(loaded, work_dir, clock),
+        )
+        ui.run_started(run_id, image, runs)
         for tr in runs:
-            result.targets.append(
-                _run_target(
-                    loaded,
-                    tr,
-                    run_id,
-                    image,
-                    groups,
-                    interval,
-                    store,
-                    engine,
-                    clock,
-                    opts,
-                    ui,
-                    unavailable,
-                    app,
-                )
-            )
+            result.targets.append(_run_target(run, tr))
         result.status = "completed"
     except KeyboardInterrupt:
         result.status = "interrupted"
@@ -378,53 +395,50 @@ def run_profile(
     finally:
         if result.status == "running":
             result.status = "error"
-        store.end_run(run_id, result.status, clock.now_ns())
-        shutil.rmtree(work_dir, ignore_errors=True)
+        with _DeferSignals():
+            store.end_run(run_id, result.status, clock.now_ns())
+            if work_dir is not None:
+                shutil.rmtree(work_dir, ignore_errors=True)
     return result
 
 
-def _run_target(
-    loaded: LoadedSpec,
-    tr: TargetRun,
-    run_id: int,
-    image: str,
-    groups: list[str],
-    interval: float,
-    store: SQLStore,
-    engine: Engine,
-    clock: Clock,
-    opts: RunOptions,
-    ui: Progress,
-    unavailable: _Unavailable,
-    app: _AppMetrics,
-) -> TargetResult:
-    prof = loaded.spec.profiling
-    target_id = store.begin_target(run_id, tr.index, tr.name, tr.argv, _target_config(tr))
+def _run_target(run: _Run, tr: TargetRun) -> TargetResult:
+    store, engine, clock, ui = run.store, run.engine, run.clock, run.ui
+    prof = run.loaded.spec.profiling
+    target_id = store.begin_target(run.run_id, tr.index, tr.name, tr.argv, _target_config(tr))
     res = TargetResult(name=tr.name, target_id=target_id, status="running")
     timeout = tr.target.timeout
+    describe: dict[str, tuple[str, str]] = {}
+    # Every event and sample of the target goes through the writer's thread: the sampler
+    # thread never waits on the database.
+    writer = BatchWriter(store, run.run_id, target_id, describe)
 
     def event(kind: str, message: str, **data: Any) -> None:
-        store.add_event(run_id, target_id, Event(clock.now_ns(), kind, message, tr.name, data))
+        writer.event(Event(clock.now_ns(), kind, message, tr.name, data))
 
     def unavail(group: str, reason: str) -> None:
-        unavailable(group, reason, target_id)
+        run.unavailable(group, reason, writer.event)
 
     ctx = CollectContext(
         target=tr.name,
         labels=labels_of(target=tr.name),
-        interval_s=interval,
-        options={"tegrastats_path": prof.tegrastats_path} if prof.tegrastats_path else {},
-        emit_event=lambda ev: store.add_event(run_id, target_id, ev),
+        interval_s=run.interval,
+        options={
+            "clock": clock,
+            **({"tegrastats_path": prof.tegrastats_path} if prof.tegrastats_path else {}),
+        },
+        emit_event=writer.event,
         engine=engine,
     )
-    req = _request(loaded, tr, run_id, image)
-    collectors: list[Collector] = app.prepare(ctx, req, unavail)
+    collectors: list[Collector] = []
     handle: Handle | None = None
     sampler: Sampler | None = None
-    writer: BatchWriter | None = None
     t0 = time.monotonic()
+    in_flight = False  # an exception is already on its way out: cleanup errors must not mask it
     ui.target_started(tr, timeout)
     try:
+        req = _request(run.loaded, tr, run.run_id, run.image)
+        collectors += run.app.prepare(ctx, req, unavail)
         try:
             handle = engine.start(req)
         except EngineError as e:
@@ -444,9 +458,9 @@ def _run_target(
         ctx.container_id, ctx.pid, ctx.cgroup = handle.container_id, handle.pid, handle.cgroup
         if handle.pid:
             late = _collectors_for(
-                groups,
+                run.groups,
                 has_cgroup=handle.cgroup is not None,
-                stats_source=opts.stats_source,
+                stats_source=run.opts.stats_source,
                 unavailable=unavail,
             )
         else:  # the app exited before its first sample: nothing to sample; exit info follows
@@ -464,7 +478,7 @@ def _run_target(
                 event(
                     "low_resolution",
                     f"container metrics come from the engine's stats API: resolution "
-                    f"is {resolution:g} s, not {interval:g} s",
+                    f"is {resolution:g} s, not {run.interval:g} s",
                     resolution_s=resolution,
                 )
 
@@ -472,20 +486,25 @@ def _run_target(
             unavail(c.group, f"failed while sampling: {type(e).__name__}: {e}")
 
         sampler = Sampler(
-            collectors, interval, clock, lambda batch: None, on_error, realtime=prof.realtime
+            collectors,
+            run.interval,
+            clock,
+            writer,
+            on_error,
+            realtime=prof.realtime,
+            describe=describe,
         )
-        writer = BatchWriter(store, run_id, target_id, sampler.describe)
-        sampler.sink = writer
         sampler.start()
         waiter = _Waiter(engine, handle)
-        while not waiter.done.wait(min(0.25, interval if interval > 0.05 else 0.05)):
+        while not waiter.done.wait(min(0.25, max(0.05, run.interval))):
             elapsed = time.monotonic() - t0
             ui.target_tick(tr, elapsed, sampler.latest)
             if timeout > 0 and elapsed >= timeout:
                 res.timed_out = True
                 event(
                     "timed_out",
-                    f"timeout of {timeout:g} s reached; stopping (SIGTERM, {prof.grace:g} s grace, SIGKILL)",
+                    f"timeout of {timeout:g} s reached; stopping (SIGTERM, "
+                    f"{prof.grace:g} s grace, SIGKILL)",
                 )
                 engine.stop(handle, prof.grace)
                 waiter.done.wait(prof.grace + 10)
@@ -513,78 +532,125 @@ def _run_target(
             timed_out=res.timed_out,
         )
     except KeyboardInterrupt:
+        in_flight = True
         res.status = "interrupted"
         res.duration_s = time.monotonic() - t0
-        _mask_signals()
-        event("interrupted", "run interrupted (Ctrl-C or SIGTERM); container stopped")
-        if handle is not None:
-            engine.stop(handle, min(prof.grace, 2.0))
+        with _DeferSignals():
+            event("interrupted", "run interrupted (Ctrl-C or SIGTERM); container stopped")
+            if handle is not None:
+                _best_effort(lambda: engine.stop(handle, min(prof.grace, 2.0)))
+        raise
+    except BaseException:
+        in_flight = True
         raise
     finally:
-        _mask_signals()
-        try:
-            if sampler is not None:
-                sampler.stop(final_sample=True)
-                timing = sampler.timing()
-                event(
-                    "sampler_timing",
-                    "sampler schedule and own CPU use",
-                    **timing.as_dict(),
-                    realtime_error=sampler.realtime_error,
-                )
-            for c in collectors:
-                try:
-                    c.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
-            if writer is not None:
-                writer.close()
-                res.samples = writer.written
-            if handle is not None:
-                out, err = engine.logs(handle)
-                if out:
-                    store.add_log(target_id, "stdout", out)
-                if err:
-                    store.add_log(target_id, "stderr", err)
-                engine.remove(handle)
-            store.update_target(
-                target_id,
-                status=res.status,
-                exit_code=res.exit_code,
-                oom_killed=res.oom_killed,
-                timed_out=res.timed_out,
-                duration_s=round(res.duration_s, 3),
-                ended_ns=clock.now_ns(),
-                error=res.error,
+        with _DeferSignals():
+            _finish_target(
+                run, tr, res, writer, sampler, collectors, handle, raise_errors=not in_flight
             )
-            ui.target_ended(tr, res)
-        finally:
-            _unmask_signals()
     return res
 
 
-_saved_handlers: dict[int, Any] = {}
+def _best_effort(fn: Callable[[], Any], errors: list[BaseException] | None = None) -> None:
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - cleanup goes on; the first error is re-raised after
+        if errors is not None:
+            errors.append(e)
 
 
-def _mask_signals() -> None:
-    """Ignore Ctrl-C/SIGTERM while cleaning up, so cleanup itself is never cut short."""
-    if threading.current_thread() is not threading.main_thread() or _saved_handlers:
-        return
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        _saved_handlers[sig] = signal.signal(sig, signal.SIG_IGN)
+def _finish_target(
+    run: _Run,
+    tr: TargetRun,
+    res: TargetResult,
+    writer: BatchWriter,
+    sampler: Sampler | None,
+    collectors: list[Collector],
+    handle: Handle | None,
+    raise_errors: bool = True,
+) -> None:
+    """Stop sampling, store the tail, logs and exit facts, remove the container: each step
+    runs even when an earlier one failed (the container is always removed)."""
+    store, engine, clock = run.store, run.engine, run.clock
+    errors: list[BaseException] = []
+
+    def stop_sampler() -> None:
+        assert sampler is not None
+        sampler.stop(final_sample=True)
+        writer.event(
+            Event(
+                clock.now_ns(),
+                "sampler_timing",
+                "sampler schedule and own CPU use",
+                tr.name,
+                {**sampler.timing().as_dict(), "realtime_error": sampler.realtime_error},
+            )
+        )
+
+    if sampler is not None:
+        _best_effort(stop_sampler, errors)
+    for c in collectors:
+        _best_effort(c.close)
+        if getattr(c, "sample_after_close", False):  # close() drained its socket: the last messages
+
+            def tail(c: Collector = c) -> None:
+                batch = c.sample(clock.now_ns())
+                if sampler is not None:
+                    sampler.learn(c)  # units of metrics first seen in this tail
+                writer(batch)
+
+            _best_effort(tail)
+    try:
+        writer.close()
+        res.samples = writer.written
+    except Exception as e:  # noqa: BLE001
+        errors.append(e)
+    if handle is not None:
+
+        def logs() -> None:
+            out, err = engine.logs(handle)
+            if out:
+                store.add_log(res.target_id, "stdout", out)
+            if err:
+                store.add_log(res.target_id, "stderr", err)
+
+        _best_effort(logs, errors)
+        _best_effort(lambda: engine.remove(handle), errors)
+    _best_effort(
+        lambda: store.update_target(
+            res.target_id,
+            status=res.status,
+            exit_code=res.exit_code,
+            oom_killed=res.oom_killed,
+            timed_out=res.timed_out,
+            duration_s=round(res.duration_s, 3),
+            ended_ns=clock.now_ns(),
+            error=res.error,
+        ),
+        errors,
+    )
+    _best_effort(lambda: run.ui.target_ended(tr, res))
+    if errors and raise_errors:
+        raise errors[0]
 
 
-def _unmask_signals() -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig, h in list(_saved_handlers.items()):
-        signal.signal(sig, h)
-    _saved_handlers.clear()
+class _DeferSignals:
+    """Hold Ctrl-C/SIGTERM while cleaning up, so cleanup is never cut short; a signal that
+    arrived meanwhile is raised as KeyboardInterrupt at the end (not lost)."""
 
+    def __enter__(self) -> _DeferSignals:
+        self.pending = False
+        self.saved: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._hold)
+        return self
 
-def all_metric_specs() -> list[MetricSpec]:
-    from edgeprof.collect.cgroup import CONTAINER_METRICS, NET_METRICS
-    from edgeprof.collect.host import HOST_METRICS
-    from edgeprof.collect.procs import PROCESS_METRICS
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
 
-    return [*CONTAINER_METRICS, *NET_METRICS, *HOST_METRICS, *PROCESS_METRICS]
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        for sig, h in self.saved.items():
+            signal.signal(sig, h)
+        if self.pending and et is None:
+            raise KeyboardInterrupt

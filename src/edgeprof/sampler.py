@@ -62,6 +62,7 @@ class Sampler:
         sink: Callable[[list[Sample]], None],
         on_error: Callable[[Collector, BaseException], None] | None = None,
         realtime: bool = False,
+        describe: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         self.collectors = list(collectors)
         self.interval_s = interval_s
@@ -69,11 +70,12 @@ class Sampler:
         self.sink = sink
         self.on_error = on_error
         self._rates: dict[str, _Rate] = {}
-        self.describe: dict[str, tuple[str, str]] = {}
+        self.describe: dict[str, tuple[str, str]] = describe if describe is not None else {}
         """metric → (unit, kind) of every metric seen declared, rates included (for the store)."""
-        self._dynamic = [c for c in self.collectors if getattr(c, "dynamic_metrics", False)]
+        # Collectors that discover metrics as they arrive (app metrics) bump metrics_version.
+        self._dynamic = {id(c): -1 for c in self.collectors if getattr(c, "dynamic_metrics", False)}
         for c in self.collectors:
-            self._learn(c)
+            self.learn(c)
         self._prev: dict[tuple[str, Labels], tuple[int, float]] = {}
         self.latest: dict[str, float] = {}
         self._stop = threading.Event()
@@ -87,7 +89,8 @@ class Sampler:
         self._cpu = 0.0
         self._wall = 0.0
 
-    def _learn(self, c: Collector) -> None:
+    def learn(self, c: Collector) -> None:
+        """Record the metrics of ``c`` (units, kinds, counter rates)."""
         for m in c.metrics():
             self.describe[m.name] = (m.unit, m.kind)
             if m.kind == "counter":
@@ -97,9 +100,15 @@ class Sampler:
     # -- one tick -------------------------------------------------------------------------
     def tick(self, now_ns: int) -> list[Sample]:
         out: list[Sample] = []
+        dynamic = self._dynamic
         for c in self.collectors:
             try:
                 got = c.sample(now_ns)
+                if dynamic and id(c) in dynamic:
+                    version = c.metrics_version  # type: ignore[attr-defined]
+                    if version != dynamic[id(c)]:
+                        dynamic[id(c)] = version
+                        self.learn(c)
             except Exception as e:  # noqa: BLE001 - a failing collector never stops the run
                 if self.on_error is not None:
                     self.on_error(c, e)
@@ -108,8 +117,6 @@ class Sampler:
                 out.extend(got)
         if not out:
             return out
-        for c in self._dynamic:  # collectors whose metrics are discovered as they arrive
-            self._learn(c)
         rates = self._rates
         prev = self._prev
         derived: list[Sample] = []

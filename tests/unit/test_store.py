@@ -382,3 +382,44 @@ def test_export_jsonl(tmp_path: Path) -> None:
     assert [
         r["value"] for r in recs if r["metric"] == "memory.usage_bytes" and r["target"] == "t1"
     ] == GAUGE
+
+
+def test_driver_errors_become_one_store_error(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/e.db")
+    run = store.begin_run(
+        spec_name="s",
+        image="i",
+        spec_path=None,
+        spec_text=None,
+        started_ns=1,
+        interval_s=1.0,
+        host={},
+        version="t",
+    )
+    store.conn.close()  # as if the database went away under a running profile
+    with pytest.raises(StoreError, match="the database at .* failed"):
+        store.end_run(run, "completed", 2)
+
+
+def test_batch_writer_shares_the_samplers_describe_dict(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/d.db")
+    run = store.begin_run(
+        spec_name="s",
+        image="i",
+        spec_path=None,
+        spec_text=None,
+        started_ns=1,
+        interval_s=1.0,
+        host={},
+        version="t",
+    )
+    describe: dict[str, tuple[str, str]] = {}  # empty now, filled by the sampler later
+    w = BatchWriter(store, run, None, describe)
+    assert w.describe is describe
+    describe["app.frames.total"] = ("1", "counter")
+    w([Sample("app.frames.total", (), 5, 3.0)])
+    w.event(Event(6, "note", "an event through the writer"))
+    w.close()
+    (s,) = store.series(run)
+    assert (s["unit"], s["kind"]) == ("1", "counter")
+    assert [e["kind"] for e in store.events(run)] == ["note"]

@@ -114,6 +114,8 @@ def run(
         )
         store.close()
         raise typer.Exit(130) from None
+    finally:
+        engine.close()
     summary = summarize(store, result.run_id)
     store.close()
     if json_out:

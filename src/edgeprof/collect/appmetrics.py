@@ -388,11 +388,13 @@ class AppMetricsCollector:
 
     group = "app"
     dynamic_metrics = True  # metrics() grows as messages arrive; the sampler re-reads it
+    sample_after_close = True  # close() drains what is still queued; one more sample() returns it
 
     def __init__(self) -> None:
         self.socket_path: str | None = None
         self.udp_port: int | None = None
         self.timer_metrics: set[str] = set()
+        self.metrics_version = 0
         self.counter_metrics: set[str] = set()
         self.set_metrics: set[str] = set()
         self._ctx: CollectContext | None = None
@@ -425,13 +427,17 @@ class AppMetricsCollector:
 
     def metrics(self) -> list[MetricSpec]:
         """App metrics are discovered at run time: the ones seen so far."""
-        specs = [
-            MetricSpec(n, "ms", "gauge", "app timer (distribution)") for n in self.timer_metrics
-        ]
-        for n in sorted(self.counter_metrics):
+        with self._lock:
+            timers, counters, sets = (
+                sorted(self.timer_metrics),
+                sorted(self.counter_metrics),
+                sorted(self.set_metrics),
+            )
+        specs = [MetricSpec(n, "ms", "gauge", "app timer (distribution)") for n in timers]
+        for n in counters:
             specs.append(MetricSpec(n, "1", "gauge", "app counter increment"))
             specs.append(MetricSpec(n + ".total", "1", "counter", "app counter running total"))
-        specs.extend(MetricSpec(n, "1", "gauge", "distinct set members") for n in self.set_metrics)
+        specs.extend(MetricSpec(n, "1", "gauge", "distinct set members") for n in sets)
         return specs
 
     def open(self, ctx: CollectContext) -> None:
@@ -639,6 +645,12 @@ class AppMetricsCollector:
                 self._label_cache[key] = labels
         return labels
 
+    def _discover(self, names: set[str], name: str) -> None:
+        """A metric seen for the first time (receiver thread): the sampler re-reads metrics()."""
+        with self._lock:
+            names.add(name)
+            self.metrics_version += 1
+
     def _ingest(self, data: bytes, recv_ns: int) -> None:
         """Parse one datagram and queue its samples (receiver thread)."""
         try:
@@ -661,7 +673,7 @@ class AppMetricsCollector:
             elif kind == "timer":
                 out.append(Sample(m.name, labels, m.t_ns, m.value))
                 if m.name not in self.timer_metrics:
-                    self.timer_metrics.add(m.name)
+                    self._discover(self.timer_metrics, m.name)
             elif kind == "counter":
                 key = (m.name, labels)
                 total = self._totals.get(key, 0.0) + m.value
@@ -669,7 +681,7 @@ class AppMetricsCollector:
                 out.append(Sample(m.name, labels, m.t_ns, m.value))
                 out.append(Sample(m.name + ".total", labels, m.t_ns, total))
                 if m.name not in self.counter_metrics:
-                    self.counter_metrics.add(m.name)
+                    self._discover(self.counter_metrics, m.name)
             elif kind == "gauge_delta":
                 key = (m.name, labels)
                 value = gauges.get(key, 0.0) + m.value
@@ -680,7 +692,8 @@ class AppMetricsCollector:
                 if len(members) < 1_000_000:
                     members.add(m.member or "")
                 out.append(Sample(m.name, labels, m.t_ns, float(len(members))))
-                self.set_metrics.add(m.name)
+                if m.name not in self.set_metrics:
+                    self._discover(self.set_metrics, m.name)
             elif kind == "client_stats":
                 meta = m.meta or {}
                 with self._lock:

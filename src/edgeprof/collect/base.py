@@ -72,10 +72,7 @@ class Collector(Protocol):
     def close(self) -> None: ...
 
 
-CollectorFactory = Callable[[], Collector]
-
-# Metric groups a spec may name. Each maps to factories; ``None`` marks a group that is
-# known (accepted in a spec) but has no collector on this build yet.
+# Metric groups a spec may name, with what they measure (the runner picks their collectors).
 KNOWN_GROUPS: dict[str, str] = {
     "container": "container cgroup: CPU, memory, I/O, pids; and network from /proc/<pid>/net/dev",
     "system": "host CPU and memory (psutil)",
@@ -87,7 +84,3 @@ KNOWN_GROUPS: dict[str, str] = {
 }
 
 DEFAULT_GROUPS = ["container", "system"]
-
-
-def series_key(metric: str, labels: Labels) -> tuple[str, Labels]:
-    return (metric, labels)

@@ -8,6 +8,7 @@ interval; the run records that as an event. A background thread reads the stream
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -15,7 +16,7 @@ from edgeprof.collect.base import CollectContext
 from edgeprof.collect.cgroup import CONTAINER_METRICS, NET_METRICS
 from edgeprof.engine.base import parse_engine_time
 from edgeprof.errors import CollectorUnavailable
-from edgeprof.model import Labels, MetricSpec, Sample
+from edgeprof.model import Clock, Labels, MetricSpec, Sample
 
 
 def stats_to_values(doc: dict[str, Any]) -> dict[str, float]:
@@ -68,6 +69,8 @@ class EngineStatsCollector:
         self._seen_t = 0
         self._lock = threading.Lock()
         self._stream: Any = None
+        self._end: Any = None
+        self._clock = Clock()
         self._thread: threading.Thread | None = None
         self._labels: Labels = ()
 
@@ -78,10 +81,11 @@ class EngineStatsCollector:
         if ctx.engine is None or ctx.container_id is None:
             raise CollectorUnavailable("no engine to read stats from")
         self._labels = ctx.labels
+        self._clock = ctx.options.get("clock") or self._clock
         try:
             from edgeprof.engine.base import Handle
 
-            self._stream = ctx.engine.stats_stream(
+            self._stream, self._end = ctx.engine.stats_stream(
                 Handle(ctx.container_id, ctx.target, ctx.pid, None)
             )
         except Exception as e:  # noqa: BLE001
@@ -92,13 +96,13 @@ class EngineStatsCollector:
     def _read(self) -> None:
         try:
             for doc in self._stream:
-                t = parse_engine_time(str(doc.get("read", "")))
-                if t is None:
-                    continue
+                if parse_engine_time(str(doc.get("read", ""))) is None:
+                    continue  # the engine's placeholder before its first reading
+                # stamped on the run's clock when received, not with the engine host's clock
                 values = stats_to_values(doc)
                 with self._lock:
-                    self._latest = (t, values)
-        except Exception:  # noqa: BLE001 - stream ends when the container goes away
+                    self._latest = (self._clock.now_ns(), values)
+        except Exception:  # noqa: BLE001 - the stream ends when the container goes or close() ends it
             return
 
     def sample(self, now_ns: int) -> list[Sample]:
@@ -112,11 +116,8 @@ class EngineStatsCollector:
         return [Sample(name, lab, t, v) for name, v in values.items()]
 
     def close(self) -> None:
-        stream = self._stream
-        if stream is not None and hasattr(stream, "close"):
-            try:
-                stream.close()
-            except Exception:  # noqa: BLE001
-                pass
+        if self._end is not None:
+            with contextlib.suppress(Exception):
+                self._end()  # closes the stream's own connection: the reader returns
         if self._thread is not None:
             self._thread.join(timeout=2)

@@ -131,6 +131,8 @@ class ProcessCollector:
 
     def sample(self, now_ns: int) -> list[Sample]:
         pids = self._pids()
+        if not pids:  # the cgroup is gone or emptied: the container has exited, nothing to record
+            return []
         out = [Sample("process.count", self._labels, now_ns, len(pids))]
         pread = os.pread
         for pid in pids:

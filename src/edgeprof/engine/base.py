@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,7 +44,6 @@ class Handle:
     name: str
     pid: int
     cgroup: CgroupPaths | None
-    started_ns: int = 0
 
 
 @dataclass
@@ -96,4 +96,4 @@ class Engine(Protocol):
 
     def remove(self, handle: Handle) -> None: ...
 
-    def stats_stream(self, handle: Handle) -> Any: ...
+    def stats_stream(self, handle: Handle) -> tuple[Any, Callable[[], None]]: ...

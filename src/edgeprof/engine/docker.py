@@ -9,8 +9,9 @@ back to the engine's stats API.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
-import time
+from collections.abc import Callable
 from typing import Any
 
 from edgeprof.collect.base import CgroupPaths
@@ -46,6 +47,13 @@ class DockerEngine:
                 f"the 'docker' Python package is missing ({e}); pip install docker"
             ) from None
         self._docker = docker
+        import requests
+
+        # docker-py does not wrap requests' connection errors: both mean "the engine failed".
+        self._failures: tuple[type[BaseException], ...] = (
+            docker.errors.DockerException,
+            requests.exceptions.RequestException,
+        )
         self.address = engine_address()
         self.description = f"container engine at {_where()}"
         try:
@@ -99,13 +107,15 @@ class DockerEngine:
             return True
         except self._docker.errors.ImageNotFound:
             return False
-        except self._docker.errors.APIError as e:
-            raise EngineError(f"cannot look up image {image!r}: {_short(e)}") from None
+        except self._failures as e:
+            raise EngineError(
+                f"cannot look up image {image!r} on the {self.description}: {_short(e)}"
+            ) from None
 
     def image_info(self, image: str) -> dict[str, Any]:
         try:
             img = self.client.images.get(image)
-        except self._docker.errors.DockerException:
+        except self._failures:
             return {}
         attrs = img.attrs
         return {
@@ -178,39 +188,33 @@ class DockerEngine:
         return kw
 
     def start(self, req: ContainerRequest) -> Handle:
-        errors = self._docker.errors
         try:
             c = self.client.containers.create(**self._create_kwargs(req))
-        except errors.ImageNotFound:
+        except self._docker.errors.ImageNotFound:
             raise EngineError(
                 f"image {req.image!r} is not present on the engine; build or load it first"
             ) from None
-        except errors.APIError as e:
+        except self._failures as e:
             raise EngineError(
                 f"the engine refused to create the container for {req.name}: {_short(e)}"
             ) from None
         try:
             c.start()
-        except errors.APIError as e:
-            # The container exists; the caller records the failure and removes it.
-            self._safe_remove(c.id)
-            raise EngineError(f"the engine could not start {req.name}: {_short(e)}") from None
-        started = time.time_ns()
-        pid = 0
-        try:
             c.reload()
             pid = int(c.attrs.get("State", {}).get("Pid") or 0)
-        except errors.DockerException:
-            pass
-        cgroup: CgroupPaths | None = None
-        if pid and self.local:
-            from edgeprof.collect.cgroup import find_cgroup
+            cgroup: CgroupPaths | None = None
+            if pid and self.local:
+                from edgeprof.collect.cgroup import find_cgroup
 
-            try:
-                cgroup = find_cgroup(pid)
-            except CollectorUnavailable:
-                cgroup = None
-        return Handle(container_id=c.id, name=req.name, pid=pid, cgroup=cgroup, started_ns=started)
+                with contextlib.suppress(CollectorUnavailable):
+                    cgroup = find_cgroup(pid)
+        except self._failures as e:
+            self._safe_remove(c.id)
+            raise EngineError(f"the engine could not start {req.name}: {_short(e)}") from None
+        except BaseException:  # Ctrl-C between create and start: leave nothing behind
+            self._safe_remove(c.id)
+            raise
+        return Handle(container_id=c.id, name=req.name, pid=pid, cgroup=cgroup)
 
     def wait(self, handle: Handle, timeout: float | None) -> int | None:
         """Block until the container exits (one long API call, no polling)."""
@@ -222,17 +226,18 @@ class DockerEngine:
 
     def stop(self, handle: Handle, grace: float) -> None:
         try:
-            self.client.api.stop(handle.container_id, timeout=max(0, int(round(grace))))
+            # the API takes whole seconds: round a fractional grace up, never down to SIGKILL
+            self.client.api.stop(handle.container_id, timeout=max(0, math.ceil(grace)))
         except self._docker.errors.NotFound:
             pass
-        except self._docker.errors.APIError:
-            with contextlib.suppress(self._docker.errors.DockerException):
+        except self._failures:
+            with contextlib.suppress(*self._failures):
                 self.client.api.kill(handle.container_id)
 
     def exit_info(self, handle: Handle) -> ExitInfo:
         try:
             state = self.client.api.inspect_container(handle.container_id)["State"]
-        except self._docker.errors.DockerException as e:
+        except self._failures as e:
             return ExitInfo(exit_code=None, oom_killed=False, error=_short(e))
         return ExitInfo(
             exit_code=state.get("ExitCode"),
@@ -247,29 +252,34 @@ class DockerEngine:
         try:
             out = api.logs(handle.container_id, stdout=True, stderr=False, timestamps=True)
             err = api.logs(handle.container_id, stdout=False, stderr=True, timestamps=True)
-        except self._docker.errors.DockerException:
+        except self._failures:
             return "", ""
         return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
     def _safe_remove(self, container_id: str) -> None:
-        try:
+        with contextlib.suppress(*self._failures):
             self.client.api.remove_container(container_id, force=True, v=True)
-        except self._docker.errors.NotFound:
-            pass
-        except self._docker.errors.DockerException:
-            pass
 
     def remove(self, handle: Handle) -> None:
         self._safe_remove(handle.container_id)
 
-    def stats_stream(self, handle: Handle) -> Any:
-        return self.client.api.stats(handle.container_id, stream=True, decode=True)
+    def stats_stream(self, handle: Handle) -> tuple[Any, Callable[[], None]]:
+        """The engine's stats stream for a container, and a function that ends it.
+
+        It gets a client of its own: closing that client's connection is what stops a
+        reader blocked in the stream (closing the generator from another thread cannot).
+        """
+        client = self._docker.from_env(timeout=30)
+        try:
+            stream = client.api.stats(handle.container_id, stream=True, decode=True)
+        except self._failures:
+            client.close()
+            raise
+        return stream, client.close
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.client.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def _reason(e: BaseException) -> str:

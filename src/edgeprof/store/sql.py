@@ -11,11 +11,13 @@ Writes of samples are batched by :class:`BatchWriter`, which commits at least ev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,14 @@ class _PgDialect(_Dialect):
     param = "%s"
 
 
+def _is_db_error(e: BaseException) -> bool:
+    """sqlite3's and psycopg's errors both derive from their module's ``Error`` (DB-API)."""
+    if isinstance(e, sqlite3.Error):
+        return True
+    mod = type(e).__module__
+    return mod.startswith("psycopg") and any(c.__name__ == "Error" for c in type(e).__mro__)
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str)
 
@@ -124,37 +134,53 @@ class SQLStore:
         self.d = dialect
         self.url = url
         self.lock = threading.RLock()
-        self._series: dict[tuple[int, int | None, str, Labels], int] = {}
         self._migrate()
 
     # -- helpers --------------------------------------------------------------------------
     def _q(self, sql: str) -> str:
         return sql if self.d.param == "?" else sql.replace("?", "%s")
 
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    @contextlib.contextmanager
+    def _cursor(self, commit: bool = False) -> Iterator[Any]:
+        """A cursor under the lock; driver errors roll back and become one StoreError."""
         with self.lock:
-            cur = self.conn.cursor()
-            cur.execute(self._q(sql), params)
-            return cur
+            try:
+                cur = self.conn.cursor()
+                yield cur
+                if commit:
+                    self.conn.commit()
+            except StoreError:
+                raise
+            except Exception as e:
+                if not _is_db_error(e):
+                    raise
+                with contextlib.suppress(Exception):
+                    self.conn.rollback()
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise StoreError(f"the database at {self.url} failed: {first}") from None
 
-    def _insert(self, sql: str, params: Sequence[Any]) -> int:
-        with self.lock:
-            cur = self.conn.cursor()
+    def _exec(self, sql: str, params: Sequence[Any] = (), commit: bool = True) -> None:
+        with self._cursor(commit) as cur:
+            cur.execute(self._q(sql), params)
+
+    def _exec_many(self, sql: str, rows: Sequence[Sequence[Any]], commit: bool = False) -> None:
+        if rows:
+            with self._cursor(commit) as cur:
+                cur.executemany(self._q(sql), rows)
+
+    def _insert(self, sql: str, params: Sequence[Any], commit: bool = True) -> int:
+        with self._cursor(commit) as cur:
             cur.execute(self._q(sql + " RETURNING id"), params)
-            row = cur.fetchone()
-            self.conn.commit()
-            return int(row[0])
+            return int(cur.fetchone()[0])
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self.lock:
-            cur = self.conn.cursor()
+        with self._cursor() as cur:
             cur.execute(self._q(sql), params)
             cols = [c[0] for c in cur.description]
             return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
     def _migrate(self) -> None:
-        with self.lock:
-            cur = self.conn.cursor()
+        with self._cursor() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             cur.execute("SELECT version FROM schema_version")
             row = cur.fetchone()
@@ -206,17 +232,10 @@ class SQLStore:
             ),
         )
 
-    def update_run_host(self, run_id: int, host: dict[str, Any]) -> None:
-        with self.lock:
-            self._exec("UPDATE runs SET host = ? WHERE id = ?", (_dumps(host), run_id))
-            self.conn.commit()
-
     def end_run(self, run_id: int, status: str, ended_ns: int) -> None:
-        with self.lock:
-            self._exec(
-                "UPDATE runs SET status = ?, ended_ns = ? WHERE id = ?", (status, ended_ns, run_id)
-            )
-            self.conn.commit()
+        self._exec(
+            "UPDATE runs SET status = ?, ended_ns = ? WHERE id = ?", (status, ended_ns, run_id)
+        )
 
     def begin_target(
         self, run_id: int, idx: int, name: str, args: list[str], config: dict[str, Any]
@@ -227,13 +246,10 @@ class SQLStore:
         )
 
     def update_target(self, target_id: int, **fields: Any) -> None:
-        if not fields:
-            return
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        vals = [int(v) if isinstance(v, bool) else v for v in fields.values()]
-        with self.lock:
+        if fields:
+            cols = ", ".join(f"{k} = ?" for k in fields)
+            vals = [int(v) if isinstance(v, bool) else v for v in fields.values()]
             self._exec(f"UPDATE targets SET {cols} WHERE id = ?", (*vals, target_id))
-            self.conn.commit()
 
     def series_id(
         self,
@@ -244,49 +260,36 @@ class SQLStore:
         unit: str | None = None,
         kind: str | None = None,
     ) -> int:
-        key = (run_id, target_id, metric, labels)
-        sid = self._series.get(key)
-        if sid is None:
-            with self.lock:
-                cur = self.conn.cursor()
-                cur.execute(
-                    self._q(
-                        "INSERT INTO series (run_id, target_id, metric, labels, unit, kind)"
-                        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
-                    ),
-                    (run_id, target_id, metric, labels_json(labels), unit, kind),
-                )
-                sid = int(cur.fetchone()[0])
-            self._series[key] = sid
-        return sid
+        """Register a series (not committed; the BatchWriter caches the ids)."""
+        return self._insert(
+            "INSERT INTO series (run_id, target_id, metric, labels, unit, kind) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, target_id, metric, labels_json(labels), unit, kind),
+            commit=False,
+        )
 
     def write_rows(self, rows: Sequence[tuple[int, int, float]]) -> None:
         """Insert ``(series_id, t_ns, value)`` rows; not committed (see ``commit``)."""
-        if rows:
-            with self.lock:
-                self.conn.cursor().executemany(
-                    self._q("INSERT INTO samples (series_id, t_ns, value) VALUES (?, ?, ?)"), rows
-                )
+        self._exec_many("INSERT INTO samples (series_id, t_ns, value) VALUES (?, ?, ?)", rows)
 
     def commit(self) -> None:
-        with self.lock:
-            self.conn.commit()
+        with self._cursor(commit=True):
+            pass
 
     def add_event(self, run_id: int, target_id: int | None, ev: Event) -> None:
-        with self.lock:
-            self._exec(
-                "INSERT INTO events (run_id, target_id, t_ns, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, target_id, ev.t_ns, ev.kind, ev.message, _dumps(ev.data)),
-            )
-            self.conn.commit()
+        self.write_events(run_id, target_id, [ev])
+        self.commit()
+
+    def write_events(self, run_id: int, target_id: int | None, events: Sequence[Event]) -> None:
+        """Insert events; not committed (see ``commit``)."""
+        self._exec_many(
+            "INSERT INTO events (run_id, target_id, t_ns, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, target_id, ev.t_ns, ev.kind, ev.message, _dumps(ev.data)) for ev in events],
+        )
 
     def add_log(self, target_id: int, stream: str, text: str) -> None:
-        with self.lock:
-            self._exec(
-                "INSERT INTO logs (target_id, stream, text) VALUES (?, ?, ?)",
-                (target_id, stream, text),
-            )
-            self.conn.commit()
+        self._exec(
+            "INSERT INTO logs (target_id, stream, text) VALUES (?, ?, ?)", (target_id, stream, text)
+        )
 
     # -- reading --------------------------------------------------------------------------
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -337,8 +340,7 @@ class SQLStore:
     def series_values(self, run_id: int) -> dict[int, list[float]]:
         """All sample values of a run, grouped by series id (one query, one pass)."""
         out: dict[int, list[float]] = {}
-        with self.lock:
-            cur = self.conn.cursor()
+        with self._cursor() as cur:
             cur.execute(
                 self._q(
                     "SELECT s.series_id, s.value FROM samples s JOIN series se ON se.id = s.series_id"
@@ -359,16 +361,15 @@ class SQLStore:
 
     def ordered_values(self, series_id: int) -> list[float]:
         """One series' values in time order (served by the (series_id, t_ns) index)."""
-        with self.lock:
-            cur = self.conn.cursor()
+        with self._cursor() as cur:
             cur.execute(
                 self._q("SELECT value FROM samples WHERE series_id = ? ORDER BY t_ns"), (series_id,)
             )
             return [r[0] for r in cur.fetchall()]
 
-    def iter_samples(self, run_id: int) -> Iterator[tuple[int, int, float]]:
-        with self.lock:
-            cur = self.conn.cursor()
+    def iter_samples(self, run_id: int, chunk: int = 65536) -> Iterator[tuple[int, int, float]]:
+        """Samples of a run in time order, streamed in chunks (exports of any size)."""
+        with self._cursor() as cur:
             cur.execute(
                 self._q(
                     "SELECT s.series_id, s.t_ns, s.value FROM samples s JOIN series se"
@@ -376,8 +377,8 @@ class SQLStore:
                 ),
                 (run_id,),
             )
-            rows = cur.fetchall()
-        yield from rows
+            while rows := cur.fetchmany(chunk):
+                yield from rows
 
     def events(self, run_id: int) -> list[dict[str, Any]]:
         rows = self._rows("SELECT * FROM events WHERE run_id = ? ORDER BY t_ns, id", (run_id,))
@@ -394,7 +395,8 @@ class SQLStore:
     def close(self) -> None:
         with self.lock:
             try:
-                self.conn.commit()
+                with contextlib.suppress(Exception):
+                    self.conn.commit()
             finally:
                 self.conn.close()
 
@@ -417,9 +419,12 @@ class BatchWriter:
         self.store = store
         self.run_id = run_id
         self.target_id = target_id
-        self.describe = describe or {}
+        self.describe = (
+            describe if describe is not None else {}
+        )  # shared with the sampler: keep the object
         self.flush_s = flush_s
-        self._q: queue.SimpleQueue[list[Sample] | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[list[Sample] | Event | None] = queue.SimpleQueue()
+        self._series: dict[tuple[str, Labels], int] = {}
         self.written = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="edgeprof-writer", daemon=True)
@@ -428,14 +433,22 @@ class BatchWriter:
     def __call__(self, batch: list[Sample]) -> None:
         self._q.put(batch)
 
-    def _flush(self, pending: list[list[Sample]]) -> None:
+    def event(self, ev: Event) -> None:
+        """Store an event from the writer's thread (callers never wait on the database)."""
+        self._q.put(ev)
+
+    def _flush(self, pending: list[list[Sample] | Event]) -> None:
         store = self.store
         run_id, target_id = self.run_id, self.target_id
-        cache: dict[tuple[str, Labels], int] = {}
-        rows: list[tuple[int, int, float]] = []
+        cache = self._series
         desc = self.describe
-        for batch in pending:
-            for s in batch:
+        rows: list[tuple[int, int, float]] = []
+        events: list[Event] = []
+        for item in pending:
+            if isinstance(item, Event):
+                events.append(item)
+                continue
+            for s in item:
                 key = (s.metric, s.labels)
                 sid = cache.get(key)
                 if sid is None:
@@ -445,43 +458,31 @@ class BatchWriter:
                     )
                 rows.append((sid, s.t_ns, float(s.value)))
         store.write_rows(rows)
+        if events:
+            store.write_events(run_id, target_id, events)
         store.commit()
         self.written += len(rows)
 
     def _run(self) -> None:
-        import time
-
-        pending: list[list[Sample]] = []
+        pending: list[list[Sample] | Event] = []
         last = time.monotonic()
         done = False
         while not done:
-            timeout = max(0.0, self.flush_s - (time.monotonic() - last))
             try:
-                item = self._q.get(timeout=timeout)
-                if item is None:
-                    done = True
-                else:
+                item = self._q.get(timeout=max(0.0, self.flush_s - (time.monotonic() - last)))
+                while item is not None:  # take everything already queued without waiting
                     pending.append(item)
-                    # Take everything already queued without waiting.
-                    while True:
-                        try:
-                            more = self._q.get_nowait()
-                        except queue.Empty:
-                            break
-                        if more is None:
-                            done = True
-                            break
-                        pending.append(more)
+                    item = self._q.get_nowait()
+                done = True
             except queue.Empty:
                 pass
             if pending and (done or time.monotonic() - last >= self.flush_s):
                 try:
                     self._flush(pending)
                 except Exception as e:  # noqa: BLE001 - reported by close()
-                    self.error = e
+                    self.error = self.error or e
                 pending = []
-                last = time.monotonic()
-            elif not pending:
+            if not pending:
                 last = time.monotonic()
 
     def close(self) -> None:
