@@ -186,10 +186,9 @@ class _AppMetrics:
     points at it; pywaggle's ``PYWAGGLE_LOG_DIR`` is a writable folder followed from here.
     """
 
-    def __init__(self, loaded: LoadedSpec, work_dir: str, clock: Clock) -> None:
+    def __init__(self, loaded: LoadedSpec, work_dir: str) -> None:
         self.opts = loaded.spec.profiling.app_metrics
         self.work_dir = work_dir
-        self.clock = clock
 
     def prepare(
         self, ctx: CollectContext, req: ContainerRequest, unavailable: Callable[[str, str], None]
@@ -201,18 +200,13 @@ class _AppMetrics:
         out: list[Collector] = []
         tdir = tempfile.mkdtemp(prefix=f"{ctx.target.replace('/', '-')}-", dir=self.work_dir)
         os.chmod(tdir, 0o755)
-        ctx.options["clock"] = self.clock
         if self.opts.socket or self.opts.udp_port is not None:
             if self.opts.socket:
                 ctx.options["socket_path"] = os.path.join(tdir, "sock", "metrics.sock")
             if self.opts.udp_port is not None:
                 ctx.options["udp_port"] = self.opts.udp_port
             c = AppMetricsCollector()
-            try:
-                c.open(ctx)
-            except CollectorUnavailable as e:
-                unavailable("app", str(e))
-            else:
+            if _open(c, ctx, unavailable):
                 out.append(c)
                 if self.opts.socket:
                     req.volumes.append(
@@ -233,15 +227,21 @@ class _AppMetrics:
             if self.opts.pywaggle_tz:
                 ctx.options["pywaggle_tz"] = self.opts.pywaggle_tz
             pc = PywaggleLogCollector()
-            try:
-                pc.open(ctx)
-            except CollectorUnavailable as e:
-                unavailable("app", str(e))
-            else:
+            if _open(pc, ctx, unavailable):
                 out.append(pc)
                 req.volumes.append(f"{ctx.options['pywaggle_dir']}:{PYWAGGLE_DIR_IN_CONTAINER}:rw")
                 req.env.setdefault("PYWAGGLE_LOG_DIR", PYWAGGLE_DIR_IN_CONTAINER)
         return out
+
+
+def _open(c: Collector, ctx: CollectContext, unavailable: Callable[[str, str], None]) -> bool:
+    """Open a collector; one that cannot work here is recorded as unavailable (False)."""
+    try:
+        c.open(ctx)
+    except CollectorUnavailable as e:
+        unavailable(c.group, str(e))
+        return False
+    return True
 
 
 def _request(loaded: LoadedSpec, tr: TargetRun, run_id: int, image: str) -> ContainerRequest:
@@ -383,7 +383,7 @@ def run_profile(
             opts,
             ui,
             _Unavailable(clock, ui),
-            _AppMetrics(loaded, work_dir, clock),
+            _AppMetrics(loaded, work_dir),
         )
         ui.run_started(run_id, image, runs)
         for tr in runs:
@@ -467,10 +467,7 @@ def _run_target(run: _Run, tr: TargetRun) -> TargetResult:
             late = []
             event("exited_before_sampling", "the container exited before its first sample")
         for c in late:
-            try:
-                c.open(ctx)
-            except CollectorUnavailable as e:
-                unavail(c.group, str(e))
+            if not _open(c, ctx, unavail):
                 continue
             collectors.append(c)
             resolution = getattr(c, "resolution_s", None)
