@@ -77,14 +77,15 @@ cmd_start() {
     else
         rm -f "$OWN_SOCK" "$DIR/dockerd.pid"
         log "starting dockerd (log: $DIR/dockerd.log)"
-        # setsid + nohup: the daemon outlives this script and its terminal
-        setsid nohup dockerd \
+        # setsid + nohup: the daemon outlives this script and its terminal; started from its
+        # own folder, so it never holds the caller's directory (e.g. a CI clone later removed)
+        (cd "$DIR" && exec setsid nohup dockerd \
             --host "unix://$OWN_SOCK" \
             --data-root "$DIR/data" \
             --exec-root "$DIR/exec" \
             --pidfile "$DIR/dockerd.pid" \
             --iptables=false --bridge=none \
-            >>"$DIR/dockerd.log" 2>&1 </dev/null &
+            >>"$DIR/dockerd.log" 2>&1 </dev/null) &
     fi
     local i
     for i in $(seq 1 60); do

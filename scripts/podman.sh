@@ -113,13 +113,14 @@ cmd_start() {
         else
             rm -f "$SOCK" "$DIR/podman.pid"
             log "starting podman system service (log: $DIR/podman.log)"
-            # setsid + nohup: the service outlives this script and its terminal
-            setsid nohup env CONTAINERS_CONF="$DIR/containers.conf" podman \
+            # setsid + nohup: the service outlives this script and its terminal; started from
+            # its own folder, so it never holds the caller's directory (e.g. a CI clone later removed)
+            (cd "$DIR" && exec setsid nohup env CONTAINERS_CONF="$DIR/containers.conf" podman \
                 --root "$DIR/root" --runroot "$DIR/run" --tmpdir "$DIR/tmp" \
                 --storage-driver "$STORAGE_DRIVER" \
                 --cgroup-manager cgroupfs --runtime runc --events-backend file \
                 system service --time=0 "$HOST" \
-                >>"$DIR/podman.log" 2>&1 </dev/null &
+                >>"$DIR/podman.log" 2>&1 </dev/null) &
             echo $! >"$DIR/podman.pid"
         fi
         for i in $(seq 1 30); do
