@@ -29,6 +29,7 @@ SRC = os.path.join(os.path.dirname(HERE), "src")
 sys.path.insert(0, SRC)
 
 from edgeprof.collect.appmetrics import AppMetricsCollector  # noqa: E402
+
 from edgeprof.collect.base import CollectContext  # noqa: E402
 
 SENDER = r"""

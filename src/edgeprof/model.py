@@ -1,19 +1,73 @@
-"""Core data model: metric descriptions, samples and events.
+"""Core data model: metric descriptions, samples, events, the run clock.
 
-A *series* is a metric name plus labels; a *sample* is ``(series, t_ns, value)`` where
-``t_ns`` is wall-clock Unix time in nanoseconds derived from one monotonic base per run.
+A *series* is a metric name plus labels; a *sample* is ``(metric, labels, t_ns, value)``
+where ``t_ns`` is wall-clock Unix time in nanoseconds derived from one monotonic base per
+run. Event kinds and target statuses are closed vocabularies (``Literal`` types), so a typo
+is a type error rather than a silently unknown kind.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Labels = tuple[tuple[str, str], ...]
 """Labels as a sorted tuple of ``(key, value)`` pairs, so that a series key is hashable."""
 
-Kind = Literal["gauge", "counter"]
+Kind = Literal["gauge", "counter", "total"]
+"""``gauge``: a value at a time. ``counter``: monotonic, counted from an unknown origin (a
+kernel counter); its total over a run is its increase, a drop is a reset. ``total``: a
+running total that starts at zero with the series and may go down (StatsD counters with
+decrements); its total is its last value."""
+
+Unit = Literal["%", "B", "s", "ms", "Hz", "W", "degC", "1", "B/s", "1/s", "s/s"]
+"""The one unit vocabulary every declared metric uses."""
+
+UNITS: frozenset[str] = frozenset(Unit.__args__)  # type: ignore[attr-defined]
+
+EventKind = Literal[
+    "target_started",
+    "exited",
+    "timed_out",
+    "interrupted",
+    "target_error",
+    "exited_before_sampling",
+    "sigkill_after_grace",
+    "low_resolution",
+    "rate_windows",
+    "collector_unavailable",
+    "collector_failed",
+    "sampler_timing",
+    "app_metric_rejected",
+    "app_metric_kinds",
+    "app_metrics_stats",
+    "app_metrics_socket",
+    "app_event",
+    "app_service_check",
+    "app_upload",
+    "app_value",
+    "pywaggle_stats",
+    "pywaggle_timezone",
+    "note",
+    "crashed",
+]
+
+TargetStatus = Literal[
+    "pending",
+    "running",
+    "exited",
+    "failed",
+    "oom_killed",
+    "timed_out",
+    "error",
+    "interrupted",
+    "not_run",
+    "crashed",
+]
+
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "oom_killed", "error"})
+"""Target statuses that make ``edgeprof run`` exit 1."""
 
 
 def labels_of(mapping: dict[str, Any] | None = None, **kw: Any) -> Labels:
@@ -30,6 +84,11 @@ class MetricSpec:
     Counters are stored as counters; the sampler also emits their rate once, under
     ``rate_name`` (default ``<name>_per_second``) multiplied by ``rate_scale``. For example
     ``cpu.usage_seconds`` is a counter whose rate, times 100, is ``cpu.percent``.
+
+    ``granularity_s`` is the step in which the counter really advances (``/proc/stat``
+    counts 10 ms jiffies): the sampler derives its rate over a window of at least ten steps,
+    so a 10 ms sample of a jiffy counter never reads 0 % or 400 %. ``rate_max`` is the
+    highest rate the hardware can produce (all cores busy); a rate is never reported above.
     """
 
     name: str
@@ -39,14 +98,26 @@ class MetricSpec:
     rate_name: str | None = None
     rate_scale: float = 1.0
     rate_unit: str | None = None
+    granularity_s: float | None = None
+    rate_max: float | None = None
 
     @property
     def rate_metric(self) -> str:
         return self.rate_name or f"{self.name}_per_second"
 
+    @property
+    def derived_unit(self) -> str:
+        """The unit of the derived rate."""
+        return self.rate_unit or f"{self.unit}/s"
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+    def rate_spec(self) -> MetricSpec:
+        """The gauge the sampler derives from this counter."""
+        return MetricSpec(self.rate_metric, self.derived_unit, "gauge", f"rate of {self.name}")
+
+
+class Sample(NamedTuple):
+    """One value of one series at one time (a tuple: cheap to create on the hot path)."""
+
     metric: str
     labels: Labels
     t_ns: int
@@ -55,10 +126,13 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A timestamped fact: target started/exited/timed out, collector unavailable, …"""
+    """A timestamped fact: target started/exited/timed out, collector unavailable, …
+
+    ``target`` names the target (container) it concerns, None for the run as a whole.
+    """
 
     t_ns: int
-    kind: str
+    kind: EventKind
     message: str
     target: str | None = None
     data: dict[str, Any] = field(default_factory=dict)

@@ -2,9 +2,15 @@
 
 Ticks are scheduled on absolute monotonic deadlines (``start + k * interval``), so jitter
 never accumulates; a tick that is late by more than one interval skips the missed ones and
-counts them. Rates of counters are derived here, once, for every collector: each counter
-sample is also emitted under its rate name (``cpu.usage_seconds`` → ``cpu.percent``).
-Samples go to a sink (the store's batch writer) from the sampler's own thread.
+counts them. Samples and metric descriptions go to one sink from the sampler's own thread.
+
+Rates of counters are derived here, once, for every collector: each counter sample is also
+emitted under its rate name (``cpu.usage_seconds`` → ``cpu.percent``). A rate is taken over
+a window of at least ten steps of the counter's real granularity (``/proc/stat`` advances
+in 10 ms jiffies, a busy task's CPU time in scheduler ticks), so a 10 ms sample never reads
+an impossible 400 %; the raw counters stay exact, and ``rate_windows()`` says which rates
+are coarser than the sampling interval. A rate is never above the metric's ``rate_max``
+(all cores busy).
 """
 
 from __future__ import annotations
@@ -14,17 +20,30 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from edgeprof.collect.base import Collector
-from edgeprof.model import Clock, Labels, Sample
+from edgeprof.model import Clock, Labels, MetricSpec, Sample
+from edgeprof.sinks import Sink
+from edgeprof.stats import percentile
+
+STEPS_PER_WINDOW = 10
+"""A rate's window spans at least this many steps of its counter's granularity."""
 
 
 @dataclass(frozen=True)
 class _Rate:
     name: str
     scale: float
+    min_age_ns: int
+    """The rate is taken from the newest earlier sample at least this old."""
+    max: float | None
+    resets: bool
+    """A drop is a reset (a ``counter``); a ``total`` may go down."""
+    window_s: float
+    granularity_s: float | None
 
 
 @dataclass
@@ -46,38 +65,26 @@ class TimingStats:
         return dict(self.__dict__)
 
 
-def _pct(sorted_vals: list[float], q: float) -> float:
-    if not sorted_vals:
-        return 0.0
-    k = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
-    return sorted_vals[k]
-
-
 class Sampler:
     def __init__(
         self,
-        collectors: list[Collector],
+        collectors: Iterable[Collector],
         interval_s: float,
         clock: Clock,
-        sink: Callable[[list[Sample]], None],
+        sink: Sink,
         on_error: Callable[[Collector, BaseException], None] | None = None,
         realtime: bool = False,
-        describe: dict[str, tuple[str, str]] | None = None,
     ) -> None:
-        self.collectors = list(collectors)
         self.interval_s = interval_s
         self.clock = clock
         self.sink = sink
         self.on_error = on_error
         self._rates: dict[str, _Rate] = {}
-        self.describe: dict[str, tuple[str, str]] = describe if describe is not None else {}
-        """metric → (unit, kind) of every metric seen declared, rates included (for the store)."""
-        # Collectors that discover metrics as they arrive (app metrics) bump metrics_version.
-        self._dynamic = {id(c): -1 for c in self.collectors if getattr(c, "dynamic_metrics", False)}
-        for c in self.collectors:
-            self.learn(c)
-        self._prev: dict[tuple[str, Labels], tuple[int, float]] = {}
-        self.latest: dict[str, float] = {}
+        self._described: dict[str, MetricSpec] = {}
+        self._versions: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._collectors: tuple[Collector, ...] = ()
+        self._history: dict[tuple[str, Labels], deque[tuple[int, float]]] = {}
         self._stop = threading.Event()
         self._saved_switch: float | None = None
         self.realtime = realtime
@@ -88,27 +95,74 @@ class Sampler:
         self.missed = 0
         self._cpu = 0.0
         self._wall = 0.0
+        self.add(collectors)
+
+    # -- collectors -----------------------------------------------------------------------
+    def add(self, collectors: Iterable[Collector]) -> None:
+        """Sample these (opened) collectors from the next tick on; any thread."""
+        new = list(collectors)
+        for c in new:
+            self.learn(c)
+        with self._lock:
+            self._collectors = (*self._collectors, *new)
+
+    def remove(self, collectors: Iterable[Collector]) -> None:
+        gone = {id(c) for c in collectors}
+        with self._lock:
+            self._collectors = tuple(c for c in self._collectors if id(c) not in gone)
+
+    @property
+    def collectors(self) -> tuple[Collector, ...]:
+        return self._collectors
 
     def learn(self, c: Collector) -> None:
-        """Record the metrics of ``c`` (units, kinds, counter rates)."""
+        """Describe the metrics of ``c`` to the sink (units, kinds, derived rates)."""
+        self._versions[id(c)] = c.metrics_version
+        fresh: list[MetricSpec] = []
         for m in c.metrics():
-            self.describe[m.name] = (m.unit, m.kind)
-            if m.kind == "counter":
-                self._rates[m.name] = _Rate(m.rate_metric, m.rate_scale)
-                self.describe[m.rate_metric] = (m.rate_unit or f"{m.unit}/s", "gauge")
+            if self._described.get(m.name) == m:
+                continue
+            self._described[m.name] = m
+            fresh.append(m)
+            if m.kind in ("counter", "total"):
+                rate = self._rate_for(m)
+                self._rates[m.name] = rate
+                fresh.append(m.rate_spec())
+        if fresh:
+            self.sink.describe(fresh)
+
+    def _rate_for(self, m: MetricSpec) -> _Rate:
+        window = self.interval_s
+        if m.granularity_s:
+            window = max(window, STEPS_PER_WINDOW * m.granularity_s)
+        min_age = window - self.interval_s / 2
+        return _Rate(
+            m.rate_metric,
+            m.rate_scale,
+            int(min_age * 1e9),
+            m.rate_max,
+            m.kind == "counter",
+            window,
+            m.granularity_s,
+        )
+
+    def rate_windows(self) -> dict[str, dict[str, float | None]]:
+        """Rates derived over a window longer than the interval: name → granularity, window."""
+        return {
+            r.name: {"granularity_s": r.granularity_s, "window_s": round(r.window_s, 6)}
+            for r in self._rates.values()
+            if r.window_s > self.interval_s * 1.0001
+        }
 
     # -- one tick -------------------------------------------------------------------------
     def tick(self, now_ns: int) -> list[Sample]:
         out: list[Sample] = []
-        dynamic = self._dynamic
-        for c in self.collectors:
+        versions = self._versions
+        for c in self._collectors:
             try:
                 got = c.sample(now_ns)
-                if dynamic and id(c) in dynamic:
-                    version = c.metrics_version  # type: ignore[attr-defined]
-                    if version != dynamic[id(c)]:
-                        dynamic[id(c)] = version
-                        self.learn(c)
+                if c.dynamic_metrics and c.metrics_version != versions.get(id(c)):
+                    self.learn(c)
             except Exception as e:  # noqa: BLE001 - a failing collector never stops the run
                 if self.on_error is not None:
                     self.on_error(c, e)
@@ -118,23 +172,31 @@ class Sampler:
         if not out:
             return out
         rates = self._rates
-        prev = self._prev
+        history = self._history
         derived: list[Sample] = []
-        latest = self.latest
         for s in out:
             r = rates.get(s.metric)
             if r is None:
-                if not s.labels or len(s.labels) == 1:
-                    latest[s.metric] = s.value
                 continue
             key = (s.metric, s.labels)
-            p = prev.get(key)
-            prev[key] = (s.t_ns, s.value)
-            if p is not None and s.t_ns > p[0] and s.value >= p[1]:
-                v = (s.value - p[1]) * 1e9 / (s.t_ns - p[0]) * r.scale
-                derived.append(Sample(r.name, s.labels, s.t_ns, v))
-                if len(s.labels) <= 1:
-                    latest[r.name] = v
+            hist = history.get(key)
+            t, v = s.t_ns, s.value
+            if hist is None:
+                hist = history[key] = deque()
+            elif hist and (t <= hist[-1][0] or (r.resets and v < hist[-1][1])):
+                if t <= hist[-1][0]:  # out of order (an app's own timestamps): no rate
+                    continue
+                hist.clear()  # a reset: the counter started again from zero
+            hist.append((t, v))
+            min_age = r.min_age_ns
+            while len(hist) >= 3 and t - hist[1][0] >= min_age:
+                hist.popleft()
+            t0, v0 = hist[0]
+            if t0 < t and t - t0 >= min_age:
+                rate = (v - v0) * 1e9 / (t - t0) * r.scale
+                if r.max is not None and rate > r.max:
+                    rate = r.max
+                derived.append(Sample(r.name, s.labels, t, rate))
         if derived:
             out.extend(derived)
         return out
@@ -164,14 +226,14 @@ class Sampler:
         k = 0
         ticks = self._tick_mono
         clock = self.clock
-        sink = self.sink
+        write = self.sink.write
         stop = self._stop
         while True:
             now = time.monotonic_ns()
             ticks.append(now)
             batch = self.tick(clock.from_monotonic(now))
             if batch:
-                sink(batch)
+                write(batch)
             k += 1
             deadline = start + k * interval_ns
             now = time.monotonic_ns()
@@ -207,7 +269,7 @@ class Sampler:
             if final_sample:
                 batch = self.tick(self.clock.now_ns())
                 if batch:
-                    self.sink(batch)
+                    self.sink.write(batch)
 
     def timing(self) -> TimingStats:
         t = self._tick_mono
@@ -222,10 +284,10 @@ class Sampler:
             ticks=len(t),
             missed=self.missed,
             interval_s=self.interval_s,
-            period_p50_s=_pct(periods, 0.5),
-            period_p99_s=_pct(periods, 0.99),
+            period_p50_s=percentile(periods, 0.5) if periods else 0.0,
+            period_p99_s=percentile(periods, 0.99) if periods else 0.0,
             period_max_dev_s=max(devs) if devs else 0.0,
-            lateness_p99_s=_pct(late, 0.99),
+            lateness_p99_s=percentile(late, 0.99) if late else 0.0,
             cpu_seconds=self._cpu,
             wall_seconds=self._wall,
             realtime=self.realtime_active,

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from edgeprof.analyze.summary import summarize
-from edgeprof.model import Event, Sample, labels_of
+from edgeprof.model import Event, MetricSpec, Sample, labels_of
 from edgeprof.store import BatchWriter, open_store
+from edgeprof.store.base import RunInfo, TargetInfo
 
 from .helpers import edgeprof
 
@@ -19,20 +20,16 @@ pytestmark = pytest.mark.integration
 def test_store_round_trip(pg_url: str) -> None:
     store = open_store(pg_url)
     run = store.begin_run(
-        spec_name="s",
-        image="i:1",
-        spec_path=None,
-        spec_text="x",
-        started_ns=1,
-        interval_s=0.1,
-        host={"a": 1},
-        version="t",
+        RunInfo(
+            spec_name="s", image="i:1", spec_text="x", started_ns=1, interval_s=0.1, host={"a": 1}
+        )
     )
-    tid = store.begin_target(run, 0, "t1", ["--x"], {"timeout": 0})
-    w = BatchWriter(store, run, tid, {"cpu.percent": ("%", "gauge")})
+    tid = store.begin_target(TargetInfo(run, 0, "t1", ["--x"], {"timeout": 0}))
+    w = BatchWriter(store, run, tid)
+    w.describe([MetricSpec("cpu.percent", "%")])
     lab = labels_of(target="t1")
     for i in range(1000):
-        w([Sample("cpu.percent", lab, 1_000 + i, float(i % 100))])
+        w.write([Sample("cpu.percent", lab, 1_000 + i, float(i % 100))])
     w.close()
     store.add_event(run, tid, Event(5, "exited", "exit code 0", "t1", {"exit_code": 0}))
     store.update_target(tid, status="exited", exit_code=0, oom_killed=False, duration_s=1.5)
@@ -40,7 +37,7 @@ def test_store_round_trip(pg_url: str) -> None:
     store.close()
 
     again = open_store(pg_url)  # reopen: schema already there, version checked
-    s = summarize(again, "latest")
+    s = summarize(again, "latest").to_json()
     cpu = s["targets"][0]["metrics"]["cpu.percent"]
     assert cpu["count"] == 1000
     assert cpu["mean"] == pytest.approx(49.5)
@@ -63,6 +60,43 @@ def test_cli_run_on_postgres(engine: str, pg_url: str, tmp_path: Path) -> None:
     t = json.loads(res.stdout)["targets"][0]
     assert t["exit_code"] == 0 and t["metrics"]["cpu.percent"]["count"] >= 5
     assert "pg" in edgeprof("runs", "--db", pg_url, check=0).stdout
+
+
+def test_password_masked_everywhere_with_a_real_server(
+    engine: str, pg_url: str, tmp_path: Path
+) -> None:
+    """The private server trusts every connection, so a password in the URL is accepted
+    (and ignored): every command succeeds, and the password shows nowhere."""
+    secret = "Pa55-w0rd-xyz"
+    url = pg_url.replace("postgres@", f"postgres:{secret}@", 1)
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        "name: pw\nimage: edgeprof-test/busybox:latest\nprofiling:\n  interval: 0.2\n"
+        "  targets:\n    - {name: t, args: [sh, -c, 'echo hello; sleep 1'], timeout: 20}\n"
+    )
+    outs = [edgeprof("runs", "--db", url, check=2)]  # an empty database: nothing to read yet
+    assert "postgres:***@" in outs[0].stderr and "no edgeprof data" in outs[0].stderr
+    outs.append(edgeprof("run", str(spec), "--db", url, check=0))
+    for args in (
+        ["runs"],
+        ["runs", "--json"],
+        ["summary", "latest"],
+        ["summary", "latest", "--json"],
+        ["export", "latest"],
+        ["logs", "latest"],
+        ["migrate"],
+        ["cleanup"],
+    ):
+        outs.append(edgeprof(*args, "--db", url, check=0))
+    outs.append(edgeprof("summary", "999", "--db", url, check=2))
+    for res in outs:
+        assert secret not in res.stdout + res.stderr, res.args
+    import psycopg
+
+    with psycopg.connect(pg_url) as c:  # nor is it stored anywhere
+        for table in ("runs", "targets", "series", "events", "logs"):
+            for row in c.execute(f"SELECT * FROM {table}"):
+                assert secret not in repr(row), (table, row)
 
 
 def test_unreachable_postgres_is_a_user_error() -> None:

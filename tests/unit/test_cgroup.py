@@ -13,18 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from edgeprof.collect.base import CgroupPaths, CollectContext
+from edgeprof.cgroups import (
+    CgroupNotFound,
+    CgroupPaths,
+    cgroup_procs,
+    find_cgroup,
+    parse_cgroup_mounts,
+    parse_proc_cgroup,
+)
+from edgeprof.collect.base import CollectContext
 from edgeprof.collect.cgroup import (
     CgroupCollector,
     NetCollector,
-    cgroup_procs,
-    find_cgroup,
     parse_blkio_v1,
-    parse_cgroup_mounts,
     parse_flat_keyed,
     parse_io_stat_v2,
     parse_net_dev,
-    parse_proc_cgroup,
 )
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import labels_of
@@ -187,14 +191,14 @@ def test_find_cgroup_nested_mount_root_v2(tmp_path: Path) -> None:
 
 def test_find_cgroup_v2_line_without_v2_mount_and_no_v1(tmp_path: Path) -> None:
     proc = _fake_proc(tmp_path, 9, "0::/docker/x\n", "22 1 259:2 / / rw - ext4 /dev/sda1 rw\n")
-    with pytest.raises(CollectorUnavailable, match="pid 9"):
+    with pytest.raises(CgroupNotFound, match="pid 9"):
         find_cgroup(9, proc_root=proc)
 
 
 def test_find_cgroup_missing_pid(tmp_path: Path) -> None:
     (tmp_path / "self").mkdir()
     (tmp_path / "self" / "mountinfo").write_text("")
-    with pytest.raises(CollectorUnavailable, match="pid 123"):
+    with pytest.raises(CgroupNotFound, match="pid 123"):
         find_cgroup(123, proc_root=str(tmp_path))
 
 

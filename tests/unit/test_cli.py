@@ -18,14 +18,12 @@ from pathlib import Path
 import pytest
 
 from edgeprof import __version__
-from edgeprof.cli.main import app as cli_app
-from edgeprof.model import Event, Sample, labels_of
-from edgeprof.store import open_store
-from edgeprof.store.sql import BatchWriter
+from edgeprof.cli.main import COMMANDS
+from edgeprof.model import Event, MetricSpec, Sample, labels_of
+from edgeprof.store import BatchWriter, open_store
+from edgeprof.store.base import RunInfo, TargetInfo
 
 CLI = [sys.executable, "-m", "edgeprof.cli.main"]
-# Every registered command, so a new command without help text fails here.
-COMMANDS = [c.name or c.callback.__name__ for c in cli_app.registered_commands if c.callback]
 
 VALID_SPEC = """\
 name: objcounter
@@ -84,27 +82,30 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{path}"
     store = open_store(url)
     run_id = store.begin_run(
-        spec_name="objcounter",
-        image="waggle/objcounter:0.0.0",
-        spec_path="sage.yaml",
-        spec_text=VALID_SPEC,
-        started_ns=1_700_000_000_000_000_000,
-        interval_s=1.0,
-        host={"hostname": "edge"},
-        version=__version__,
+        RunInfo(
+            spec_name="objcounter",
+            image="waggle/objcounter:0.0.0",
+            spec_path="sage.yaml",
+            spec_text=VALID_SPEC,
+            started_ns=1_700_000_000_000_000_000,
+            interval_s=1.0,
+            host={"hostname": "edge"},
+            version=__version__,
+        )
     )
-    describe = {
-        "cpu.percent": ("%", "gauge"),
-        "memory.working_set_bytes": ("B", "gauge"),
-        "cpu.usage_seconds": ("s", "counter"),
-    }
+    describe = [
+        MetricSpec("cpu.percent", "%"),
+        MetricSpec("memory.working_set_bytes", "B"),
+        MetricSpec("cpu.usage_seconds", "s", "counter"),
+    ]
     for idx, name, args in ((0, "t1", ["--use-gpu"]), (1, "t2", ["--use-cpu"])):
-        tid = store.begin_target(run_id, idx, name, args, {})
+        tid = store.begin_target(TargetInfo(run_id, idx, name, args))
         lab = labels_of(target=name)
-        w = BatchWriter(store, run_id, tid, describe=describe)
+        w = BatchWriter(store, run_id, tid)
+        w.describe(describe)
         for i in range(5):
             t = 1_700_000_000_000_000_000 + i * 1_000_000_000
-            w(
+            w.write(
                 [
                     Sample("cpu.usage_seconds", lab, t, float(i)),
                     Sample("cpu.percent", lab, t, 10.0 * (i + 1) * (idx + 1)),
@@ -113,7 +114,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
             )
         w.close()
         store.update_target(tid, status="exited", exit_code=0, duration_s=5.0)
-        store.add_event(run_id, tid, Event(1, "target_exited", f"{name} exited", name))
+        store.add_event(run_id, tid, Event(1, "exited", f"{name} exited", name))
     store.end_run(run_id, "completed", 1_700_000_010_000_000_000)
     store.close()
     return url
@@ -140,7 +141,7 @@ def test_console_script_version(tmp_path: Path) -> None:
 def test_help(tmp_path: Path, command: str | None) -> None:
     res = edgeprof(*([command] if command else []), "--help", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "Usage" in res.stdout and len(res.stdout.strip()) > 100
+    assert "usage: edgeprof" in res.stdout and len(res.stdout.strip()) > 100
     if command is None:
         for c in COMMANDS:
             assert c in res.stdout
@@ -150,19 +151,45 @@ def test_help(tmp_path: Path, command: str | None) -> None:
         assert "--db" in res.stdout
 
 
-def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
-    for args in (["summary"], ["bogus-command"], ["runs", "--limit", "0"]):
-        res = edgeprof(*args, cwd=tmp_path)
-        assert res.returncode == 2, (args, res.stderr)
-        assert "Traceback" not in res.stderr, args
-        assert "Error" in res.stderr
+def test_usage_errors_exit_2_in_one_sentence(tmp_path: Path) -> None:
+    for args, expected in (
+        (["summary"], "RUN_ID is missing; see 'edgeprof summary --help'"),
+        (["bogus-command"], "no command 'bogus-command' (commands: run, runs"),
+        (["runs", "--limit", "0"], "--limit: 0 must be at least 1"),
+        (["run", "x.yaml", "--interval", "0.001"], "below the shortest interval, 0.01 s"),
+        (["runs", "--bogus"], "unrecognized arguments: --bogus"),
+        (["export", "1", "--format", "xml"], "invalid choice: 'xml'"),
+    ):
+        line = _one_line_error(edgeprof(*args, cwd=tmp_path))
+        assert expected in line, (args, line)
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_names_its_values(tmp_path: Path, command: str | None) -> None:
+    """Values are named for what they are (URL, SECONDS), never by a Python type."""
+    res = edgeprof(*([command] if command else []), "--help", cwd=tmp_path)
+    for internal in ("<bool>", "<str>", "<int>", "<float", "<list[", "<path>", "TEXT", "FLOAT"):
+        assert internal not in res.stdout, (command, internal)
+    if command in ("run", "runs", "summary", "export", "logs", "cleanup", "migrate"):
+        assert "--db URL" in res.stdout
 
 
 # -- stored runs ----------------------------------------------------------------------------
 
 
+def test_reading_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/missing.db"
+    for args in (["runs"], ["summary", "latest"], ["export", "1"], ["logs", "1"]):
+        line = _one_line_error(edgeprof(*args, "--db", url, cwd=tmp_path))
+        assert f"no database at {tmp_path}/missing.db" in line, line
+        line = _one_line_error(edgeprof(*args, cwd=tmp_path))  # the default ./edgeprof.db
+        assert "no database at ./edgeprof.db" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_runs_on_empty_db(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/empty.db"
+    open_store(url).close()
     res = edgeprof("runs", "--db", url, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"no runs stored in {url}"
@@ -177,6 +204,7 @@ def test_runs_lists_stored_run(tmp_path: Path, db: str) -> None:
     assert [(r["id"], r["spec_name"], r["targets"], r["status"]) for r in rows] == [
         (1, "objcounter", 2, "completed")
     ]
+    assert rows[0]["failed_targets"] == 0 and rows[0]["duration_s"] == 10.0
     res = edgeprof("runs", "--db", db, cwd=tmp_path)
     assert res.returncode == 0 and "objcounter" in res.stdout
 
@@ -192,7 +220,8 @@ def test_summary_json_and_tables(tmp_path: Path, db: str) -> None:
     assert t1["metrics"]["cpu.usage_seconds"]["total"] == 4.0
     res = edgeprof("summary", "1", "--db", db, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "objcounter" in res.stdout and "CPU %" in res.stdout and "--use-cpu" in res.stdout
+    assert "objcounter" in res.stdout and "CPU" in res.stdout and "--use-cpu" in res.stdout
+    assert "30.0 %" in res.stdout and "5.0 MiB" in res.stdout  # units on every row
 
 
 def test_summary_unknown_run(tmp_path: Path, db: str) -> None:
@@ -238,6 +267,42 @@ def test_unsupported_db_url(tmp_path: Path) -> None:
     assert "ftp://x" in line
 
 
+def test_a_path_as_db_gets_the_url_it_meant(tmp_path: Path) -> None:
+    line = _one_line_error(edgeprof("runs", "--db", "/tmp/x.db", cwd=tmp_path))
+    assert "sqlite:////tmp/x.db" in line
+    line = _one_line_error(edgeprof("runs", "--db", "runs.db", cwd=tmp_path))
+    assert "sqlite:///runs.db" in line
+
+
+def test_passwords_never_printed(tmp_path: Path) -> None:
+    """Every command, with a database URL carrying a password: never shown."""
+    secret = "s3cr3t-P4ss"
+    (tmp_path / "valid.yaml").write_text(VALID_SPEC)
+    urls = [
+        f"postgresql://edge:{secret}@127.0.0.1:1/runs",
+        f"postgresql://edge@127.0.0.1:1/runs?password={secret}",
+        f"postgres://edge:{secret}@127.0.0.1:1/runs",
+    ]
+    for url in urls:
+        for args in (
+            ["runs"],
+            ["summary", "1"],
+            ["export", "1"],
+            ["logs", "1"],
+            ["migrate"],
+            ["cleanup"],
+            ["run", "valid.yaml", "--quiet"],
+        ):
+            for how in ("--db", "env"):
+                if how == "--db":
+                    res = edgeprof(*args, "--db", url, cwd=tmp_path)
+                else:
+                    res = edgeprof(*args, cwd=tmp_path, env=_env(EDGEPROF_DB=url))
+                out = res.stdout + res.stderr
+                assert secret not in out, (args, out)
+                assert "Traceback" not in out, (args, out)
+
+
 # -- run: errors before anything starts ----------------------------------------------------------
 
 
@@ -273,4 +338,4 @@ def test_run_engine_not_reachable(tmp_path: Path) -> None:
 def test_run_bad_stats_source(tmp_path: Path) -> None:
     (tmp_path / "valid.yaml").write_text(VALID_SPEC)
     line = _one_line_error(edgeprof("run", "valid.yaml", "--stats-source", "magic", cwd=tmp_path))
-    assert "'magic'" in line
+    assert "'magic'" in line and "engine-api" in line

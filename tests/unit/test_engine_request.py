@@ -6,8 +6,9 @@ import docker
 
 from edgeprof.engine.base import ContainerRequest
 from edgeprof.engine.docker import DockerEngine
-from edgeprof.runner import _request
-from edgeprof.spec import parse_spec, plan
+from edgeprof.plan import plan
+from edgeprof.runner import build_request
+from edgeprof.spec import parse_spec
 
 
 def _engine() -> DockerEngine:
@@ -40,7 +41,12 @@ profiling:
 def test_gpus_runtime_resources_and_options() -> None:
     loaded = parse_spec(SPEC, "p.yaml")
     runs = plan(loaded.spec)
-    kw = [_engine()._create_kwargs(_request(loaded, r, 7, "me/app:1")) for r in runs]
+    kw = [
+        _engine()._create_kwargs(
+            build_request(loaded, r, f"edgeprof-7-{r.name}", "me/app:1", {"edgeprof.run": "7"})
+        )
+        for r in runs
+    ]
 
     a, j, two = kw
     assert a["command"] == ["--x", "two words"]

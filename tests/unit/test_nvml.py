@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgeprof.collect.base import CgroupPaths, CollectContext
+from edgeprof.cgroups import CgroupPaths
+from edgeprof.collect.base import CollectContext
 from edgeprof.collect.gpu import gpu_host_details
-from edgeprof.collect.nvml import Nvml, NvmlProcessCollector, NvmlSummaryCollector
+from edgeprof.collect.gpu.nvml import Nvml, NvmlProcessCollector, NvmlSummaryCollector
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import labels_of
 

@@ -7,14 +7,15 @@ import time
 
 import pytest
 
-from edgeprof.collect.base import CollectContext
-from edgeprof.model import Clock, Labels, MetricSpec, Sample, labels_of
+from edgeprof.collect.base import BaseCollector, CollectContext, Collector
+from edgeprof.model import Clock, Event, Labels, MetricSpec, Sample, labels_of
 from edgeprof.sampler import Sampler
+from edgeprof.sinks import LatestValues, Tee
 
 LAB = labels_of(target="t1")
 
 
-class FakeCollector:
+class FakeCollector(BaseCollector):
     """Emits a counter (cpu.usage_seconds), a plain counter and a gauge from a script."""
 
     group = "container"
@@ -28,7 +29,12 @@ class FakeCollector:
     def metrics(self) -> list[MetricSpec]:
         return [
             MetricSpec(
-                "cpu.usage_seconds", "s", "counter", rate_name="cpu.percent", rate_scale=100.0
+                "cpu.usage_seconds",
+                "s",
+                "counter",
+                rate_name="cpu.percent",
+                rate_scale=100.0,
+                rate_unit="%",
             ),
             MetricSpec("io.read_bytes", "B", "counter"),
             MetricSpec("memory.usage_bytes", "B", "gauge"),
@@ -61,9 +67,27 @@ def _by_metric(batch: list[Sample]) -> dict[str, Sample]:
     return {s.metric: s for s in batch}
 
 
+class ListSink:
+    def __init__(self) -> None:
+        self.batches: list[list[Sample]] = []
+        self.described: dict[str, MetricSpec] = {}
+        self.events: list[Event] = []
+
+    def describe(self, specs) -> None:  # type: ignore[no-untyped-def]
+        for m in specs:
+            self.described[m.name] = m
+
+    def write(self, batch) -> None:  # type: ignore[no-untyped-def]
+        self.batches.append(list(batch))
+
+    def event(self, ev: Event) -> None:
+        self.events.append(ev)
+
+
 def _sampler(collectors: list, **kw) -> tuple[Sampler, list[list[Sample]]]:
-    batches: list[list[Sample]] = []
-    return Sampler(collectors, kw.pop("interval_s", 1.0), Clock(), batches.append, **kw), batches
+    sink = ListSink()
+    s = Sampler(collectors, kw.pop("interval_s", 1.0), Clock(), sink, **kw)
+    return s, sink.batches
 
 
 def test_tick_derives_rates_with_rate_name_and_scale() -> None:
@@ -78,8 +102,6 @@ def test_tick_derives_rates_with_rate_name_and_scale() -> None:
     assert "memory.usage_bytes_per_second" not in second  # gauges get no rate
     third = _by_metric(s.tick(2_500_000_000))  # +1.0 CPU-s in 0.5 s = 2 cores
     assert third["cpu.percent"].value == pytest.approx(200.0)
-    assert s.latest["cpu.percent"] == pytest.approx(200.0)
-    assert s.latest["memory.usage_bytes"] == 42.0
 
 
 def test_no_rate_on_counter_reset_then_resumes() -> None:
@@ -217,3 +239,167 @@ def test_realtime_sampler_thread_when_allowed() -> None:
         assert s.timing().realtime is False and seen == [os.SCHED_OTHER]
     else:
         assert s.timing().realtime is True and seen == [os.SCHED_FIFO]
+
+
+# --- what the sink learns ------------------------------------------------------------------
+
+
+def test_sink_learns_units_and_kinds_before_samples() -> None:
+    sink = ListSink()
+    Sampler([FakeCollector()], 1.0, Clock(), sink)
+    d = sink.described
+    assert d["cpu.usage_seconds"].kind == "counter" and d["cpu.usage_seconds"].unit == "s"
+    assert d["cpu.percent"].unit == "%" and d["cpu.percent"].kind == "gauge"
+    assert d["io.read_bytes_per_second"].unit == "B/s"
+
+
+class Dynamic(BaseCollector):
+    """Metrics that appear at run time (like app metrics)."""
+
+    group = "app"
+    dynamic_metrics = True
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    @property
+    def metrics_version(self) -> int:
+        return len(self.names)
+
+    def metrics(self) -> list[MetricSpec]:
+        return [MetricSpec(n, "ms") for n in self.names]
+
+    def open(self, ctx: CollectContext) -> None:
+        pass
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        self.names.append(f"app.m{len(self.names)}")
+        return [Sample(self.names[-1], (), now_ns, 1.0)]
+
+
+def test_dynamic_metrics_are_described_as_they_appear() -> None:
+    sink = ListSink()
+    s = Sampler([Dynamic()], 1.0, Clock(), sink)
+    s.tick(1)
+    s.tick(2)
+    assert set(sink.described) == {"app.m0", "app.m1"}
+
+
+def test_latest_values_are_per_series_with_any_labels() -> None:
+    latest = LatestValues()
+    sink = ListSink()
+    a = FakeCollector([0.0, 1.0], labels=labels_of(target="a", container="x"))
+    b = FakeCollector([0.0, 0.5], labels=labels_of(target="b"))
+    s = Sampler([a, b], 1.0, Clock(), Tee(sink, latest))
+    for t in (1_000_000_000, 2_000_000_000):
+        s.sink.write(s.tick(t))
+    assert latest.for_labels(labels_of(target="a", container="x"))["cpu.percent"] == pytest.approx(
+        100.0
+    )
+    assert latest.for_labels(labels_of(target="b"))["cpu.percent"] == pytest.approx(50.0)
+    snap = latest.snapshot()
+    snap.clear()  # a copy: the sink's own state is untouched
+    assert latest.for_labels(labels_of(target="b"))
+
+
+# --- rates that never exceed what the hardware can do --------------------------------------
+
+
+class Jiffies(BaseCollector):
+    """A busy CPU read through a counter that advances in 10 ms steps (like /proc/stat)."""
+
+    group = "system"
+
+    def __init__(self, busy_cores: float, ncpu: int = 2) -> None:
+        self.busy = busy_cores
+        self.ncpu = ncpu
+
+    def metrics(self) -> list[MetricSpec]:
+        return [
+            MetricSpec(
+                "host.cpu.busy_seconds",
+                "s",
+                "counter",
+                rate_name="host.cpu.percent",
+                rate_scale=100.0,
+                rate_unit="%",
+                granularity_s=0.01,
+                rate_max=100.0 * self.ncpu,
+            )
+        ]
+
+    def open(self, ctx: CollectContext) -> None:
+        pass
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        # each of the busy cores is charged whole 10 ms jiffies, at its own phase
+        total = 0
+        for core in range(self.ncpu):
+            load = min(1.0, max(0.0, self.busy - core))
+            total += int((now_ns / 1e9 * load + core * 0.0037) / 0.01)
+        return [Sample("host.cpu.busy_seconds", (), now_ns, total * 0.01)]
+
+
+@pytest.mark.parametrize("busy", [0.5, 1.0, 2.0])
+def test_jiffy_counter_at_10ms_never_reads_impossible_values(busy: float) -> None:
+    col = Jiffies(busy)
+    s, _ = _sampler([col], interval_s=0.01)
+    rates = []
+    for k in range(1, 1000):
+        t = 1_000_000_000 + k * 10_000_000 + (k * 7919 % 1000) * 1000  # a little jitter
+        rates += [x.value for x in s.tick(t) if x.metric == "host.cpu.percent"]
+    assert rates, "no rate derived"
+    assert max(rates) <= 200.0  # 2 CPUs: never 300 % or 400 %
+    assert min(rates) >= 0.0
+    mean = sum(rates) / len(rates)
+    assert mean == pytest.approx(busy * 100, abs=3.0)
+    # one tick of 10 ms would read 0, 100, 200, 300 %; a 100 ms window is within 10 points
+    assert max(abs(r - busy * 100) for r in rates) <= 21.0 if busy < 2 else True
+    assert s.rate_windows() == {"host.cpu.percent": {"granularity_s": 0.01, "window_s": 0.1}}
+
+
+def test_window_is_the_interval_when_the_counter_is_fine_enough() -> None:
+    col = Jiffies(1.0)
+    s, _ = _sampler([col], interval_s=1.0)
+    assert s.rate_windows() == {}
+    s.tick(1_000_000_000)
+    (r,) = [x for x in s.tick(2_000_000_000) if x.metric == "host.cpu.percent"]
+    assert r.value == pytest.approx(100.0, abs=1.0)
+
+
+class Totals(BaseCollector):
+    group = "app"
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+
+    def metrics(self) -> list[MetricSpec]:
+        return [MetricSpec("app.x.total", "1", "total")]
+
+    def open(self, ctx: CollectContext) -> None:
+        pass
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        return [Sample("app.x.total", (), now_ns, self.values.pop(0))]
+
+
+def test_running_total_may_go_down_without_a_reset() -> None:
+    s, _ = _sampler([Totals([10.0, 7.0, 9.0])])
+    s.tick(1_000_000_000)
+    (down,) = [x for x in s.tick(2_000_000_000) if x.metric == "app.x.total_per_second"]
+    assert down.value == pytest.approx(-3.0)
+    (up,) = [x for x in s.tick(3_000_000_000) if x.metric == "app.x.total_per_second"]
+    assert up.value == pytest.approx(2.0)
+
+
+def test_collectors_added_while_running_are_sampled() -> None:
+    s, batches = _sampler([], interval_s=0.02)
+    s.start()
+    late: Collector = FakeCollector()
+    s.add([late])
+    deadline = time.monotonic() + 2
+    while not any(b for b in batches) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    s.remove([late])
+    s.stop(final_sample=False)
+    assert any(x.metric == "cpu.usage_seconds" for b in batches for x in b)

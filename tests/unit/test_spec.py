@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from edgeprof.errors import SpecError, UserError
-from edgeprof.spec import load_spec, parse_size, parse_spec, plan
+from edgeprof.plan import plan
+from edgeprof.spec import load_spec, parse_size, parse_spec
 
 SAGE_YAML = """\
 name: objcounter

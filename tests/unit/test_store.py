@@ -6,23 +6,28 @@ import csv
 import io
 import json
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from edgeprof.analyze.summary import percentile, series_key, stats, summarize
+from edgeprof.analyze.summary import series_key, summarize
 from edgeprof.errors import StoreError
-from edgeprof.model import Event, Sample, labels_of
+from edgeprof.model import Event, MetricSpec, Sample, labels_of
 from edgeprof.report.export import COLUMNS, export_run
-from edgeprof.store import open_store
-from edgeprof.store.sql import SCHEMA_VERSION, BatchWriter, SQLStore
+from edgeprof.stats import describe, percentile
+from edgeprof.store import BatchWriter, SQLStore, open_store
+from edgeprof.store.base import RunInfo, TargetInfo
+from edgeprof.store.schema import SCHEMA_VERSION
 
 T1 = labels_of(target="t1")
 GAUGE = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0]
 COUNTER = [10.0, 12.5, 15.0, 20.0]
-DESCRIBE = {"memory.usage_bytes": ("B", "gauge"), "cpu.usage_seconds": ("s", "counter")}
+DESCRIBE = [MetricSpec("memory.usage_bytes", "B"), MetricSpec("cpu.usage_seconds", "s", "counter")]
 
 
 def _url(tmp_path: Path, name: str = "e.db") -> str:
@@ -31,33 +36,41 @@ def _url(tmp_path: Path, name: str = "e.db") -> str:
 
 def _begin(store: SQLStore, name: str = "objcounter", started_ns: int = 1_000) -> int:
     return store.begin_run(
-        spec_name=name,
-        image=f"waggle/{name}:0.0.0",
-        spec_path="sage.yaml",
-        spec_text="name: x\n",
-        started_ns=started_ns,
-        interval_s=0.5,
-        host={"cpus": 4, "hostname": "edge"},
-        version="0.0.test",
+        RunInfo(
+            spec_name=name,
+            image=f"waggle/{name}:0.0.0",
+            spec_path="sage.yaml",
+            spec_text="name: x\n",
+            started_ns=started_ns,
+            interval_s=0.5,
+            host={"cpus": 4, "hostname": "edge"},
+            version="0.0.test",
+        )
     )
+
+
+def _writer(store: SQLStore, run_id: int, tid: int | None, flush_s: float = 0.5) -> BatchWriter:
+    w = BatchWriter(store, run_id, tid, flush_s=flush_s)
+    w.describe(DESCRIBE)
+    return w
 
 
 def _populate(store: SQLStore) -> tuple[int, int, int]:
     """A run with two targets: t1 has a gauge, a counter and a labelled gauge; t2 one gauge."""
     run_id = _begin(store)
-    t1 = store.begin_target(run_id, 0, "t1", ["--use-gpu"], {"timeout": 120})
-    t2 = store.begin_target(run_id, 1, "t2", ["--use-cpu"], {"timeout": 0})
-    w = BatchWriter(store, run_id, t1, describe=DESCRIBE, flush_s=0.05)
+    t1 = store.begin_target(TargetInfo(run_id, 0, "t1", ["--use-gpu"], {"timeout": 120}))
+    t2 = store.begin_target(TargetInfo(run_id, 1, "t2", ["--use-cpu"], {"timeout": 0}))
+    w = _writer(store, run_id, t1, flush_s=0.05)
     for i, (g, c) in enumerate(zip(GAUGE, COUNTER + [COUNTER[-1]] * 7, strict=True)):
         t = 1_000_000_000 * (i + 1)
         batch = [Sample("memory.usage_bytes", T1, t, g)]
         if i < len(COUNTER):
             batch.append(Sample("cpu.usage_seconds", T1, t, c))
         batch.append(Sample("process.threads", labels_of(target="t1", pid="7"), t, 2.0))
-        w(batch)
+        w.write(batch)
     w.close()
-    w2 = BatchWriter(store, run_id, t2, describe=DESCRIBE)
-    w2([Sample("memory.usage_bytes", labels_of(target="t2"), 5, 100.0)])
+    w2 = _writer(store, run_id, t2)
+    w2.write([Sample("memory.usage_bytes", labels_of(target="t2"), 5, 100.0)])
     w2.close()
     store.update_target(
         t1,
@@ -86,32 +99,32 @@ def test_run_target_series_events_logs_roundtrip(tmp_path: Path) -> None:
     store = open_store(_url(tmp_path))
     run_id, t1, t2 = _populate(store)
     run = store.resolve_run(run_id)
-    assert run["spec_name"] == "objcounter" and run["image"] == "waggle/objcounter:0.0.0"
-    assert run["host"] == {"cpus": 4, "hostname": "edge"}
-    assert (run["status"], run["ended_ns"], run["interval_s"]) == ("completed", 99, 0.5)
-    assert run["spec_text"] == "name: x\n" and run["edgeprof_version"] == "0.0.test"
+    assert run.spec_name == "objcounter" and run.image == "waggle/objcounter:0.0.0"
+    assert run.host == {"cpus": 4, "hostname": "edge"}
+    assert (run.status, run.ended_ns, run.interval_s) == ("completed", 99, 0.5)
+    assert run.spec_text == "name: x\n" and run.edgeprof_version == "0.0.test"
 
     targets = store.targets(run_id)
-    assert [t["name"] for t in targets] == ["t1", "t2"]
-    assert targets[0]["args"] == ["--use-gpu"] and targets[0]["config"] == {"timeout": 120}
-    assert targets[0]["oom_killed"] is False and targets[0]["timed_out"] is True
-    assert targets[1]["oom_killed"] is True and targets[1]["exit_code"] == 137
+    assert [t.name for t in targets] == ["t1", "t2"]
+    assert targets[0].args == ["--use-gpu"] and targets[0].config == {"timeout": 120}
+    assert targets[0].oom_killed is False and targets[0].timed_out is True
+    assert targets[1].oom_killed is True and targets[1].exit_code == 137
 
     series = store.series(run_id)
-    keys = {(s["target_id"], s["metric"], json.dumps(s["labels"], sort_keys=True)) for s in series}
+    keys = {(s.target_id, s.metric, json.dumps(s.labels, sort_keys=True)) for s in series}
     assert len(series) == len(keys) == 4
-    mem = next(s for s in series if s["metric"] == "memory.usage_bytes" and s["target_id"] == t1)
-    assert (mem["unit"], mem["kind"], mem["labels"]) == ("B", "gauge", {"target": "t1"})
-    thr = next(s for s in series if s["metric"] == "process.threads")
-    assert thr["unit"] is None and thr["labels"] == {"pid": "7", "target": "t1"}
+    mem = next(s for s in series if s.metric == "memory.usage_bytes" and s.target_id == t1)
+    assert (mem.unit, mem.kind, mem.labels) == ("B", "gauge", {"target": "t1"})
+    thr = next(s for s in series if s.metric == "process.threads")
+    assert thr.unit is None and thr.labels == {"pid": "7", "target": "t1"}
 
     values = store.series_values(run_id)
-    assert values[mem["id"]] == GAUGE
+    assert values[mem.id] == GAUGE
     assert sum(len(v) for v in values.values()) == 11 + 4 + 11 + 1
     assert len(list(store.iter_samples(run_id))) == 27
 
     events = store.events(run_id)
-    assert [(e["kind"], e["target_id"], e["data"]) for e in events] == [
+    assert [(e.kind, e.target_id, e.data) for e in events] == [
         ("collector_unavailable", None, {}),
         ("target_started", t1, {"pid": 7}),
     ]
@@ -127,16 +140,16 @@ def test_list_runs_and_resolve(tmp_path: Path) -> None:
     assert store.list_runs() == []
     a = _begin(store, "a")
     b = _begin(store, "b")
-    store.begin_target(b, 0, "t1", [], {})
+    store.begin_target(TargetInfo(b, 0, "t1", []))
     runs = store.list_runs()
-    assert [(r["id"], r["spec_name"], r["targets"], r["status"]) for r in runs] == [
+    assert [(r.id, r.spec_name, r.targets, r.status) for r in runs] == [
         (b, "b", 1, "running"),
         (a, "a", 0, "running"),
     ]
-    assert [r["id"] for r in store.list_runs(limit=1)] == [b]
-    assert store.resolve_run("latest")["id"] == b
-    assert store.resolve_run(a)["spec_name"] == "a"
-    assert store.resolve_run(f" {a} ")["id"] == a
+    assert [r.id for r in store.list_runs(limit=1)] == [b]
+    assert store.resolve_run("latest").id == b
+    assert store.resolve_run(a).spec_name == "a"
+    assert store.resolve_run(f" {a} ").id == a
     with pytest.raises(StoreError, match="no run with id 999"):
         store.resolve_run("999")
     with pytest.raises(StoreError, match="not a number"):
@@ -155,7 +168,7 @@ def test_schema_version_and_reopen(tmp_path: Path) -> None:
     assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     db.close()
     store = open_store(url)  # reopening neither re-creates nor duplicates anything
-    assert store.resolve_run("latest")["id"] == run_id
+    assert store.resolve_run("latest").id == run_id
     assert len(store.series(run_id)) == 4
     assert store.conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (1,)
     assert _begin(store) == run_id + 1
@@ -181,9 +194,10 @@ def test_memory_url() -> None:
 def test_batch_writer_commits_while_running(tmp_path: Path) -> None:
     store = open_store(_url(tmp_path))
     run_id = _begin(store)
-    tid = store.begin_target(run_id, 0, "t1", [], {})
-    w = BatchWriter(store, run_id, tid, describe=DESCRIBE, flush_s=0.2)
-    w([Sample("memory.usage_bytes", T1, 1, 1.0), Sample("memory.usage_bytes", T1, 2, 2.0)])
+    tid = store.begin_target(TargetInfo(run_id, 0, "t1", []))
+    w = _writer(store, run_id, tid, flush_s=0.2)
+    w.add_target("t1", tid)
+    w.write([Sample("memory.usage_bytes", T1, 1, 1.0), Sample("memory.usage_bytes", T1, 2, 2.0)])
     other = sqlite3.connect(tmp_path / "e.db")
     seen = 0
     t0 = time.monotonic()
@@ -195,8 +209,9 @@ def test_batch_writer_commits_while_running(tmp_path: Path) -> None:
     elapsed = time.monotonic() - t0
     assert seen == 2
     assert elapsed < 1.5  # committed within about flush_s, not only at close
-    assert w.written == 2
-    w([Sample("memory.usage_bytes", T1, 3, 3.0)])
+    w.flush()
+    assert w.written(tid) == 2 == w.written()
+    w.write([Sample("memory.usage_bytes", T1, 3, 3.0)])
     w.close()  # a clean stop loses nothing
     assert other.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 3
     other.close()
@@ -208,11 +223,11 @@ def test_batch_writer_flushes_everything_on_close(tmp_path: Path) -> None:
     run_id = _begin(store)
     w = BatchWriter(store, run_id, None, flush_s=60)
     for i in range(100):
-        w([Sample("app.fps", (), i, float(i))])
+        w.write([Sample("app.fps", (), i, float(i))])
     w.close()
-    assert w.written == 100
+    assert w.written() == 100
     assert store.series_values(run_id) == {
-        store.series(run_id)[0]["id"]: [float(i) for i in range(100)]
+        store.series(run_id)[0].id: [float(i) for i in range(100)]
     }
     store.close()
 
@@ -221,7 +236,7 @@ def test_batch_writer_error_surfaces_on_close(tmp_path: Path) -> None:
     store = open_store(_url(tmp_path))
     run_id = _begin(store)
     w = BatchWriter(store, run_id, None, flush_s=60)
-    w([Sample("app.fps", (), 1, "not a number")])  # type: ignore[arg-type]
+    w.write([Sample("app.fps", (), 1, "not a number")])  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="writing samples"):
         w.close()
     store.close()
@@ -286,7 +301,7 @@ def test_percentile_matches_numpy_linear() -> None:
 
 
 def test_stats_exact() -> None:
-    st = stats(GAUGE)
+    st = describe(GAUGE)
     # sorted: 1 1 2 3 3 4 5 5 5 6 9
     assert st == {
         "mean": 4.0,
@@ -309,7 +324,7 @@ def test_series_key() -> None:
 def test_summarize(tmp_path: Path) -> None:
     store = open_store(_url(tmp_path))
     run_id, _, _ = _populate(store)
-    s = summarize(store, "latest")
+    s = summarize(store, "latest").to_json()
     store.close()
     assert s["run"]["id"] == run_id and s["run"]["status"] == "completed"
     assert [e["kind"] for e in s["run"]["events"]] == ["collector_unavailable"]
@@ -386,40 +401,195 @@ def test_export_jsonl(tmp_path: Path) -> None:
 
 def test_driver_errors_become_one_store_error(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/e.db")
-    run = store.begin_run(
-        spec_name="s",
-        image="i",
-        spec_path=None,
-        spec_text=None,
-        started_ns=1,
-        interval_s=1.0,
-        host={},
-        version="t",
-    )
+    run = store.begin_run(RunInfo(spec_name="s", image="i", started_ns=1, interval_s=1.0))
     store.conn.close()  # as if the database went away under a running profile
     with pytest.raises(StoreError, match="the database at .* failed"):
         store.end_run(run, "completed", 2)
 
 
-def test_batch_writer_shares_the_samplers_describe_dict(tmp_path: Path) -> None:
+def test_batch_writer_learns_units_in_order_with_the_data(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/d.db")
-    run = store.begin_run(
-        spec_name="s",
-        image="i",
-        spec_path=None,
-        spec_text=None,
-        started_ns=1,
-        interval_s=1.0,
-        host={},
-        version="t",
-    )
-    describe: dict[str, tuple[str, str]] = {}  # empty now, filled by the sampler later
-    w = BatchWriter(store, run, None, describe)
-    assert w.describe is describe
-    describe["app.frames.total"] = ("1", "counter")
-    w([Sample("app.frames.total", (), 5, 3.0)])
+    run = store.begin_run(RunInfo(spec_name="s", image="i", started_ns=1, interval_s=1.0))
+    w = BatchWriter(store, run, None)
+    w.describe([MetricSpec("app.frames.total", "1", "total")])  # before its first sample
+    w.write([Sample("app.frames.total", (), 5, 3.0)])
     w.event(Event(6, "note", "an event through the writer"))
     w.close()
     (s,) = store.series(run)
-    assert (s["unit"], s["kind"]) == ("1", "counter")
-    assert [e["kind"] for e in store.events(run)] == ["note"]
+    assert (s.unit, s.kind) == ("1", "total")
+    assert [e.kind for e in store.events(run)] == ["note"]
+
+
+# -- totals of app counters ----------------------------------------------------------------
+
+
+def test_running_total_summary_is_the_sum_of_what_was_sent(tmp_path: Path) -> None:
+    """200 increments total 200; 50 × 1024 bytes 51,200; ten decrements -10."""
+    store = open_store(_url(tmp_path))
+    run_id = _begin(store)
+    tid = store.begin_target(TargetInfo(run_id, 0, "t1", []))
+    w = BatchWriter(store, run_id, tid)
+    w.describe([MetricSpec(f"app.{n}.total", "1", "total") for n in ("a", "b", "c", "d")])
+    cases = {"a": [1.0] * 200, "b": [1024.0] * 50, "c": [200.0], "d": [-1.0] * 10}
+    for name, incs in cases.items():
+        total = 0.0
+        for i, inc in enumerate(incs):
+            total += inc
+            w.write([Sample(f"app.{name}.total", T1, 1_000 + i, total)])
+    w.close()
+    metrics = summarize(store, run_id).target("t1").metrics
+    store.close()
+    assert {n: metrics[f"app.{n}.total"].total for n in cases} == {  # type: ignore[union-attr]
+        "a": 200.0,
+        "b": 51_200.0,
+        "c": 200.0,
+        "d": -10.0,
+    }
+
+
+# -- reading never writes ------------------------------------------------------------------
+
+
+def test_readonly_open_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no database at"):
+        open_store(_url(tmp_path, "none.db"), readonly=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readonly_open_never_writes(tmp_path: Path) -> None:
+    store = open_store(_url(tmp_path))
+    _populate(store)
+    store.close()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    ro = open_store(_url(tmp_path), readonly=True)
+    assert ro.resolve_run("latest").spec_name == "objcounter"
+    with pytest.raises(StoreError, match="failed"):
+        ro.end_run(1, "x", 5)
+    ro.close()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+READ_ON_RO_MOUNT = r"""
+set -e
+mount --bind "$SRC" "$MNT"
+mount -o remount,bind,ro "$MNT"
+exec "$PY" -c '
+import sys
+from edgeprof.store import open_store
+s = open_store("sqlite:///" + sys.argv[1], readonly=True)
+print(s.resolve_run("latest").spec_name, len(s.series(1)), s.warning or "-")
+' "$MNT/e.db"
+"""
+
+
+def _on_read_only_mount(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to make a read-only mount")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = dict(os.environ, SRC=str(tmp_path / "src"), MNT=str(mnt), PY=sys.executable)
+    # a private mount namespace: the mount is gone with the process, whatever happens
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", READ_ON_RO_MOUNT], env=env, capture_output=True, text=True
+    )
+
+
+def test_database_on_a_read_only_mount_can_be_read(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    store = open_store(f"sqlite:///{tmp_path}/src/e.db")
+    _populate(store)
+    store.close()
+    res = _on_read_only_mount(tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["objcounter", "4", "-"]
+
+
+KILLED_WRITER = r"""
+import os, sys
+from edgeprof.store import open_store
+from edgeprof.store.base import RunInfo
+store = open_store("sqlite:///" + sys.argv[1])
+store.begin_run(RunInfo(spec_name="late", image="i", started_ns=9, interval_s=1.0))
+os.kill(os.getpid(), 9)  # killed with its write-ahead log unmerged
+"""
+
+
+def test_read_only_mount_of_a_killed_writers_database(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    db = tmp_path / "src" / "e.db"
+    store = open_store(f"sqlite:///{db}")
+    _populate(store)
+    store.close()
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db)], check=False)
+    assert Path(str(db) + "-wal").stat().st_size > 0  # the last run is only in the log
+    res = _on_read_only_mount(tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["late", "4", "-"]  # read through the log: nothing missing
+
+
+# -- an older database ---------------------------------------------------------------------
+
+
+V1_SCHEMA = [
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "INSERT INTO schema_version VALUES (1)",
+    """CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, spec_name TEXT NOT NULL,
+        image TEXT NOT NULL, spec_path TEXT, spec_text TEXT, started_ns BIGINT NOT NULL,
+        ended_ns BIGINT, status TEXT NOT NULL, interval_s REAL NOT NULL, host TEXT,
+        edgeprof_version TEXT)""",
+    """CREATE TABLE targets (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id BIGINT NOT NULL,
+        idx INTEGER NOT NULL, name TEXT NOT NULL, args TEXT NOT NULL, config TEXT,
+        container_id TEXT, started_ns BIGINT, ended_ns BIGINT, status TEXT NOT NULL,
+        exit_code INTEGER, oom_killed INTEGER, timed_out INTEGER, duration_s REAL, error TEXT)""",
+    """CREATE TABLE series (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id BIGINT NOT NULL,
+        target_id BIGINT, metric TEXT NOT NULL, labels TEXT NOT NULL, unit TEXT, kind TEXT)""",
+    "CREATE TABLE samples (series_id BIGINT NOT NULL, t_ns BIGINT NOT NULL, value REAL NOT NULL)",
+    """CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id BIGINT NOT NULL,
+        target_id BIGINT, t_ns BIGINT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL,
+        data TEXT)""",
+    "CREATE TABLE logs (target_id BIGINT NOT NULL, stream TEXT NOT NULL, text TEXT NOT NULL)",
+    "INSERT INTO runs VALUES (1, 'old', 'i:1', NULL, NULL, 5, 9, 'completed', 1.0, '{}', '0.1.0')",
+    "INSERT INTO targets (run_id, idx, name, args, status) VALUES (1, 0, 't1', '[]', 'exited')",
+    """INSERT INTO series VALUES (1, 1, 1, 'cpu.percent', '{"target":"t1"}', '%', 'gauge')""",
+    "INSERT INTO samples VALUES (1, 6, 50.0), (1, 7, 25.0)",
+]
+
+
+def test_a_version_1_database_is_migrated_in_place_and_reads_back(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    c = sqlite3.connect(db)
+    for stmt in V1_SCHEMA:
+        c.execute(stmt)
+    c.commit()
+    c.close()
+    with pytest.raises(StoreError, match="edgeprof migrate"):
+        open_store(f"sqlite:///{db}", readonly=True)  # reading never migrates
+    store = open_store(f"sqlite:///{db}")
+    assert store.migrated == (1, SCHEMA_VERSION)
+    s = summarize(store, 1)
+    assert s.target("t1").metrics["cpu.percent"].mean == 37.5  # type: ignore[union-attr]
+    assert store.resolve_run(1).owner == {}
+    store.close()
+    assert open_store(f"sqlite:///{db}", readonly=True).migrated == (SCHEMA_VERSION,) * 2
+
+
+# -- passwords ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:p%40ss@h:5432/db", "postgresql://u:***@h:5432/db"),
+        (
+            "postgresql://u@h/db?password=pw&sslmode=off",
+            "postgresql://u@h/db?password=***&sslmode=off",
+        ),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    from edgeprof.store import redact_url
+
+    assert redact_url(url) == shown

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from edgeprof.collect.base import CollectContext
-from edgeprof.collect.gpu import gpu_collectors, gpu_host_details, is_jetson, l4t_release
-from edgeprof.collect.tegrastats import (
-    JetsonGpuLoadCollector,
-    TegrastatsCollector,
-    interval_ms,
-    parse_line,
+from edgeprof.collect.gpu import (
+    gpu_host_details,
+    gpu_summary_collectors,
+    tegrastats_collectors,
 )
+from edgeprof.collect.gpu.jetson import JetsonGpuLoadCollector
+from edgeprof.collect.gpu.tegrastats import TegrastatsCollector, interval_ms, parse_line
 from edgeprof.errors import CollectorUnavailable
+from edgeprof.hostinfo import HostCaps, is_jetson, l4t_release
 from edgeprof.model import Clock, labels_of
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -278,8 +279,8 @@ def test_collector_replays_stand_in_on_path(fake_on_path):
 
 
 def test_collector_path_option_and_close_terminates(tmp_path):
-    ctx = CollectContext(target="t", interval_s=0.1, options={"tegrastats_path": str(FAKE)})
-    c = TegrastatsCollector()
+    ctx = CollectContext(target="t", interval_s=0.1)
+    c = TegrastatsCollector(path=str(FAKE))
     c.open(ctx)
     proc = c._proc
     assert proc is not None
@@ -298,9 +299,9 @@ def test_collector_unavailable_when_exits_at_once(tmp_path):
     script = tmp_path / "tegrastats"
     script.write_text("#!/bin/sh\necho 'tegrastats: permission denied' >&2\nexit 3\n")
     script.chmod(0o755)
-    ctx = CollectContext(target="t", options={"tegrastats_path": str(script)})
+    ctx = CollectContext(target="t")
     with pytest.raises(CollectorUnavailable, match="code 3.*permission denied"):
-        TegrastatsCollector().open(ctx)
+        TegrastatsCollector(path=str(script)).open(ctx)
 
 
 # ----------------------------------------------------------------- sysfs + host detection
@@ -345,7 +346,7 @@ def test_fake_jetson_tree_host_details_and_collectors():
         "jetson_model": "NVIDIA Jetson AGX Orin Developer Kit",
         "l4t_release": "R35.4.1",
     }
-    cs = gpu_collectors("gpu-summary", proc_root=proc_root, etc_root=etc_root)
+    cs = gpu_summary_collectors(HostCaps(jetson=is_jetson(proc_root, etc_root)))
     assert [type(c).__name__ for c in cs] == ["TegrastatsCollector", "JetsonGpuLoadCollector"]
     assert all(c.group == "gpu-summary" for c in cs)
     c = cs[1]
@@ -355,7 +356,8 @@ def test_fake_jetson_tree_host_details_and_collectors():
 
 
 def test_non_jetson_host_uses_nvml(tmp_path):
-    cs = gpu_collectors("gpu-summary", proc_root=str(tmp_path), etc_root=str(tmp_path))
+    caps = HostCaps(jetson=is_jetson(str(tmp_path), str(tmp_path)))
+    cs = gpu_summary_collectors(caps)
     assert [type(c).__name__ for c in cs] == ["NvmlSummaryCollector"]
-    ts = gpu_collectors("tegrastats", proc_root=str(tmp_path), etc_root=str(tmp_path))
+    ts = tegrastats_collectors(caps)
     assert [type(c).__name__ for c in ts] == ["TegrastatsCollector"]

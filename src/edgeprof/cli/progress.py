@@ -14,10 +14,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from edgeprof.plan import TargetRun
 from edgeprof.report.terminal import fmt_bytes, make_console
-from edgeprof.runner import Progress as BaseProgress
-from edgeprof.runner import TargetResult
-from edgeprof.spec import TargetRun
+from edgeprof.runner import RunHooks, TargetResult
 
 
 def _live(latest: dict[str, float]) -> str:
@@ -34,10 +33,12 @@ def _live(latest: dict[str, float]) -> str:
 def _end_line(tr: TargetRun, r: TargetResult) -> str:
     code = "" if r.exit_code is None else f" exit {r.exit_code}"
     err = f": {r.error}" if r.error else ""
-    return f"{tr.name}: {r.status}{code} after {r.duration_s:.1f} s, {r.samples} samples{err}"
+    return (
+        f"{tr.name}: {r.status}{code} after {r.duration_s:.1f} s, {r.samples} samples stored{err}"
+    )
 
 
-class QuietProgress(BaseProgress):
+class QuietProgress(RunHooks):
     run_id: int | None = None
 
     def __enter__(self) -> QuietProgress:
@@ -75,9 +76,6 @@ class LineProgress(QuietProgress):
 
     def target_ended(self, tr: TargetRun, result: TargetResult) -> None:
         self.c.print(_end_line(tr, result))
-
-    def note(self, message: str) -> None:
-        self.c.print(f"note: {message}")
 
 
 class RichProgress(LineProgress):
@@ -121,9 +119,6 @@ class RichProgress(LineProgress):
             total = self.p.tasks[task].total
             self.p.update(task, completed=total or 1, total=total or 1, live=result.status)
         self.p.console.print(_end_line(tr, result))
-
-    def note(self, message: str) -> None:
-        self.p.console.print(f"[yellow]note:[/yellow] {message}")
 
 
 def make_progress(quiet: bool = False) -> Any:

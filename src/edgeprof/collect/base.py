@@ -1,10 +1,21 @@
-"""The Collector protocol, the context a collector opens with, and the group registry.
+"""The Collector protocol and the context a collector opens with.
 
 A collector declares its metrics once, is opened with a :class:`CollectContext`, then
 ``sample(now_ns)`` is called at every tick of the sampler and returns plain samples.
 Counters are returned raw; the sampler derives rates. A collector that cannot work on this
 machine raises :class:`~edgeprof.errors.CollectorUnavailable` from ``open`` with a reason;
 the run records that as an event and goes on.
+
+Optional features are part of the protocol, with their defaults in :class:`BaseCollector`:
+
+* ``dynamic_metrics``: ``metrics()`` grows at run time (app metrics); the sampler re-reads
+  it whenever ``metrics_version`` changes;
+* ``sample_after_close``: ``close()`` drains what is still queued, and one more
+  ``sample()`` after it returns that tail;
+* ``resolution_s``: the data is coarser than the sampling interval (the engine's stats API
+  gives one reading a second); the run says so once;
+* ``container_setup()``: volumes and environment the container needs for this collector
+  (the app-metrics socket); such collectors open before the container is created.
 """
 
 from __future__ import annotations
@@ -13,48 +24,44 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from edgeprof.model import Event, Labels, MetricSpec, Sample
+from edgeprof.cgroups import CgroupPaths
+from edgeprof.model import Clock, Event, Labels, MetricSpec, Sample
 
 
-@dataclass(frozen=True)
-class CgroupPaths:
-    """Where a container's cgroup lives. ``version`` is 1 or 2.
-
-    For v1, ``controllers`` maps controller name (``cpu``, ``cpuacct``, ``memory``,
-    ``blkio``, ``pids``, …) to its directory. For v2, ``unified`` is the one directory.
-    """
-
-    version: int
-    controllers: dict[str, str] = field(default_factory=dict)
-    unified: str | None = None
-
-    def dir_for(self, controller: str) -> str | None:
-        if self.version == 2:
-            return self.unified
-        return self.controllers.get(controller)
+def _drop_event(ev: Event) -> None:
+    return None
 
 
 @dataclass
 class CollectContext:
     """What a collector needs to know about the thing it measures.
 
-    ``labels`` are added to every series (e.g. ``target``). ``pid`` is the container's main
-    process as seen from the host (0 when unknown), ``proc_root``/``sys_root`` let tests
-    point readers at recorded trees. ``emit_event`` records an event (e.g. a rejected
-    message) without raising. ``options`` carries group-specific settings from the spec.
+    ``target`` names the container (None for host-wide collectors); ``labels`` are added to
+    every series. ``pid`` is the container's main process as seen from this host (0 when
+    unknown); ``proc_root``/``sys_root`` let tests point readers at recorded trees.
+    ``emit_event`` records an event (e.g. a rejected message) without raising; it may be
+    called from any thread.
     """
 
-    target: str
+    target: str | None = None
     labels: Labels = ()
+    clock: Clock = field(default_factory=Clock)
+    interval_s: float = 1.0
+    emit_event: Callable[[Event], None] = _drop_event
     container_id: str | None = None
     pid: int = 0
     cgroup: CgroupPaths | None = None
-    interval_s: float = 1.0
     proc_root: str = "/proc"
     sys_root: str = "/sys"
-    options: dict[str, Any] = field(default_factory=dict)
-    emit_event: Callable[[Event], None] = field(default=lambda e: None)
     engine: Any = None
+
+
+@dataclass
+class ContainerSetup:
+    """What a collector adds to the container it measures (before it is created)."""
+
+    volumes: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -62,6 +69,12 @@ class Collector(Protocol):
     """One metric family. ``group`` is the spec's metric-group name it belongs to."""
 
     group: str
+    dynamic_metrics: bool
+    sample_after_close: bool
+    resolution_s: float | None
+
+    @property
+    def metrics_version(self) -> int: ...
 
     def metrics(self) -> list[MetricSpec]: ...
 
@@ -71,16 +84,23 @@ class Collector(Protocol):
 
     def close(self) -> None: ...
 
+    def container_setup(self) -> ContainerSetup | None: ...
 
-# Metric groups a spec may name, with what they measure (the runner picks their collectors).
-KNOWN_GROUPS: dict[str, str] = {
-    "container": "container cgroup: CPU, memory, I/O, pids; and network from /proc/<pid>/net/dev",
-    "system": "host CPU and memory (psutil)",
-    "process": "per-process CPU, memory and threads inside the container",
-    "gpu-summary": "per-GPU utilization, memory, power, temperature, clocks (NVML or tegrastats)",
-    "gpu-process": "GPU memory and SM utilization of the container's processes (NVML)",
-    "tegrastats": "Jetson tegrastats: GPU, EMC, per-core CPU, temperatures, power rails",
-    "app": "metrics the app itself reports over the metrics socket",
-}
 
-DEFAULT_GROUPS = ["container", "system"]
+class BaseCollector:
+    """Defaults of the optional collector features (see the module docstring)."""
+
+    group: str = ""
+    dynamic_metrics: bool = False
+    sample_after_close: bool = False
+    resolution_s: float | None = None
+
+    @property
+    def metrics_version(self) -> int:
+        return 0
+
+    def container_setup(self) -> ContainerSetup | None:
+        return None
+
+    def close(self) -> None:
+        return None

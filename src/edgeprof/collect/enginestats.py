@@ -4,6 +4,10 @@ Used when the container's cgroup files cannot be read, e.g. with a remote ``DOCK
 The engine computes one sample per second, so the resolution is 1 s whatever the sampling
 interval; the run records that as an event. A background thread reads the stream; each
 ``sample()`` returns the newest stats document once.
+
+The engine reports ``memory_stats.limit`` as the host's RAM for a container without a
+memory limit; the cgroup collector leaves the limit out then, and so does this one (the
+container's configured limit, from ``inspect``, says whether there is one).
 """
 
 from __future__ import annotations
@@ -12,15 +16,19 @@ import contextlib
 import threading
 from typing import Any
 
-from edgeprof.collect.base import CollectContext
-from edgeprof.collect.cgroup import CONTAINER_METRICS, NET_METRICS
-from edgeprof.engine.base import parse_engine_time
+from edgeprof.collect.base import BaseCollector, CollectContext
+from edgeprof.collect.cgroup import NET_METRICS, container_metrics
+from edgeprof.engine.base import Handle, parse_engine_time
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import Clock, Labels, MetricSpec, Sample
 
 
-def stats_to_values(doc: dict[str, Any]) -> dict[str, float]:
-    """One Docker stats document → metric values (same names as the cgroup collector)."""
+def stats_to_values(doc: dict[str, Any], memory_limited: bool = True) -> dict[str, float]:
+    """One Docker stats document → metric values (same names as the cgroup collector).
+
+    ``memory_limited``: the container has a memory limit; without one the engine's
+    ``limit`` is the host's RAM, which is not a limit of the container and is left out.
+    """
     out: dict[str, float] = {}
     cpu = doc.get("cpu_stats") or {}
     usage = (cpu.get("cpu_usage") or {}).get("total_usage")
@@ -37,8 +45,10 @@ def stats_to_values(doc: dict[str, Any]) -> dict[str, float]:
         out["memory.working_set_bytes"] = max(0, mem["usage"] - inactive)
         if "total_rss" in stats or "anon" in stats:
             out["memory.rss_bytes"] = stats.get("total_rss", stats.get("anon", 0))
+        if "total_cache" in stats or "file" in stats:
+            out["memory.cache_bytes"] = stats.get("total_cache", stats.get("file", 0))
         limit = mem.get("limit")
-        if limit and limit < (1 << 62):
+        if memory_limited and limit and limit < (1 << 62):
             out["memory.limit_bytes"] = limit
     blk = (doc.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
     if blk:
@@ -60,11 +70,12 @@ def stats_to_values(doc: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-class EngineStatsCollector:
+class EngineStatsCollector(BaseCollector):
     group = "container"
-    resolution_s = 1.0
+    resolution_s: float | None = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, cpu_max_percent: float | None = None) -> None:
+        self._metrics = container_metrics(None, cpu_max_percent) + NET_METRICS
         self._latest: tuple[int, dict[str, float]] | None = None
         self._seen_t = 0
         self._lock = threading.Lock()
@@ -73,20 +84,21 @@ class EngineStatsCollector:
         self._clock = Clock()
         self._thread: threading.Thread | None = None
         self._labels: Labels = ()
+        self._memory_limited = True
 
     def metrics(self) -> list[MetricSpec]:
-        return CONTAINER_METRICS + NET_METRICS
+        return self._metrics
 
     def open(self, ctx: CollectContext) -> None:
         if ctx.engine is None or ctx.container_id is None:
             raise CollectorUnavailable("no engine to read stats from")
         self._labels = ctx.labels
-        self._clock = ctx.options.get("clock") or self._clock
+        self._clock = ctx.clock
         try:
-            from edgeprof.engine.base import Handle
-
+            info = ctx.engine.inspect(ctx.container_id)
+            self._memory_limited = info is None or info.memory_limit > 0
             self._stream, self._end = ctx.engine.stats_stream(
-                Handle(ctx.container_id, ctx.target, ctx.pid, None)
+                Handle(ctx.container_id, ctx.target or "", ctx.pid, None)
             )
         except Exception as e:  # noqa: BLE001
             raise CollectorUnavailable(f"the engine's stats API failed: {e}") from None
@@ -99,7 +111,7 @@ class EngineStatsCollector:
                 if parse_engine_time(str(doc.get("read", ""))) is None:
                     continue  # the engine's placeholder before its first reading
                 # stamped on the run's clock when received, not with the engine host's clock
-                values = stats_to_values(doc)
+                values = stats_to_values(doc, self._memory_limited)
                 with self._lock:
                     self._latest = (self._clock.now_ns(), values)
         except Exception:  # noqa: BLE001 - the stream ends when the container goes or close() ends it

@@ -1,4 +1,9 @@
-"""The Engine protocol: start a target's container, wait for it, stop and remove it."""
+"""The Engine protocol: create and start containers, wait for them, stop and remove them,
+and inspect containers somebody else started.
+
+Engine implementations: :mod:`.docker` (the Docker Engine API: dockerd and Podman) and
+:mod:`.fake` (scripted containers for unit tests of the lifecycle).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from edgeprof.collect.base import CgroupPaths
+from edgeprof.cgroups import CgroupPaths
 
 
 @dataclass
@@ -22,13 +27,16 @@ class ContainerRequest:
     labels: dict[str, str] = field(default_factory=dict)
     entrypoint: str | list[str] | None = None
     cpus: float | None = None
+    cpu_shares: int | None = None
     memory: int | None = None
+    memory_swap: int | None = None
     shm_size: int | None = None
     pids_limit: int | None = None
     cpuset: str | None = None
     volumes: list[str] = field(default_factory=list)
     network: str | None = None
     ipc: str | None = None
+    pid_mode: str | None = None
     runtime: str | None = None
     gpus: str | int | None = None
     ulimits: dict[str, Any] = field(default_factory=dict)
@@ -36,6 +44,11 @@ class ContainerRequest:
     workdir: str | None = None
     privileged: bool = False
     devices: list[str] = field(default_factory=list)
+    init: bool = False
+    ports: dict[str, int | str | None] = field(default_factory=dict)
+    """container port (``8090/tcp``) → host port (int), ``host_ip:port`` or None (any)."""
+    log_driver: str | None = None
+    log_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,6 +57,23 @@ class Handle:
     name: str
     pid: int
     cgroup: CgroupPaths | None
+
+
+@dataclass
+class ContainerInfo:
+    """What the engine says about a container (``docker inspect``)."""
+
+    id: str
+    name: str
+    image: str
+    running: bool
+    pid: int
+    labels: dict[str, str] = field(default_factory=dict)
+    memory_limit: int = 0
+    """bytes; 0 = no limit."""
+    nano_cpus: int = 0
+    started_ns: int | None = None
+    restart_count: int = 0
 
 
 @dataclass
@@ -80,15 +110,21 @@ class Engine(Protocol):
 
     def ping(self) -> None: ...
 
+    def engine_details(self) -> dict[str, Any]: ...
+
     def image_exists(self, image: str) -> bool: ...
 
     def image_info(self, image: str) -> dict[str, Any]: ...
 
     def start(self, req: ContainerRequest) -> Handle: ...
 
-    def wait(self, handle: Handle, timeout: float | None) -> int | None: ...
+    def wait(self, handle: Handle, timeout: float | None) -> int | None:
+        """Block until the container exits; its exit code, or None (timeout, gone)."""
+        ...
 
-    def stop(self, handle: Handle, grace: float) -> None: ...
+    def stop(self, handle: Handle, grace: float) -> None:
+        """SIGTERM, ``grace`` seconds, SIGKILL."""
+        ...
 
     def exit_info(self, handle: Handle) -> ExitInfo: ...
 
@@ -96,4 +132,14 @@ class Engine(Protocol):
 
     def remove(self, handle: Handle) -> None: ...
 
+    def inspect(self, ref: str) -> ContainerInfo | None:
+        """The container named or id'd ``ref``, or None when there is none."""
+        ...
+
+    def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        """Every container (running or not) carrying all these labels."""
+        ...
+
     def stats_stream(self, handle: Handle) -> tuple[Any, Callable[[], None]]: ...
+
+    def close(self) -> None: ...

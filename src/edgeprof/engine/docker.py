@@ -14,9 +14,15 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from edgeprof.collect.base import CgroupPaths
-from edgeprof.engine.base import ContainerRequest, ExitInfo, Handle, parse_engine_time
-from edgeprof.errors import CollectorUnavailable, EngineError
+from edgeprof.cgroups import CgroupNotFound, CgroupPaths, find_cgroup
+from edgeprof.engine.base import (
+    ContainerInfo,
+    ContainerRequest,
+    ExitInfo,
+    Handle,
+    parse_engine_time,
+)
+from edgeprof.errors import EngineError
 
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
@@ -138,10 +144,15 @@ class DockerEngine:
         if req.entrypoint is not None:
             kw["entrypoint"] = req.entrypoint
         if req.cpus is not None:
-            kw["nano_cpus"] = int(req.cpus * 1e9)
+            kw["nano_cpus"] = round(req.cpus * 1e9)
+        if req.cpu_shares is not None:
+            kw["cpu_shares"] = req.cpu_shares
         if req.memory is not None:
             kw["mem_limit"] = req.memory
-            kw["memswap_limit"] = req.memory  # no swap: an OOM is an OOM, as on edge devices
+            # no swap unless asked: an OOM is an OOM, as on edge devices
+            kw["memswap_limit"] = req.memory if req.memory_swap is None else req.memory_swap
+        elif req.memory_swap is not None:
+            kw["memswap_limit"] = req.memory_swap
         if req.shm_size is not None:
             kw["shm_size"] = req.shm_size
         if req.pids_limit is not None:
@@ -158,6 +169,16 @@ class DockerEngine:
             ] = req.network
         if req.ipc:
             kw["ipc_mode"] = req.ipc
+        if req.pid_mode:
+            kw["pid_mode"] = req.pid_mode
+        if req.init:
+            kw["init"] = True
+        if req.ports:
+            kw["ports"] = {k: _host_binding(v) for k, v in req.ports.items()}
+        if req.log_driver or req.log_options:
+            kw["log_config"] = types.LogConfig(
+                type=req.log_driver or "json-file", config=dict(req.log_options)
+            )
         if req.runtime:
             kw["runtime"] = req.runtime
         if req.gpus is not None:
@@ -204,9 +225,7 @@ class DockerEngine:
             pid = int(c.attrs.get("State", {}).get("Pid") or 0)
             cgroup: CgroupPaths | None = None
             if pid and self.local:
-                from edgeprof.collect.cgroup import find_cgroup
-
-                with contextlib.suppress(CollectorUnavailable):
+                with contextlib.suppress(CgroupNotFound):
                     cgroup = find_cgroup(pid)
         except self._failures as e:
             self._safe_remove(c.id)
@@ -263,6 +282,27 @@ class DockerEngine:
     def remove(self, handle: Handle) -> None:
         self._safe_remove(handle.container_id)
 
+    def inspect(self, ref: str) -> ContainerInfo | None:
+        try:
+            attrs = self.client.api.inspect_container(ref)
+        except self._docker.errors.NotFound:
+            return None
+        except self._failures as e:
+            raise EngineError(f"cannot inspect container {ref!r}: {_short(e)}") from None
+        return _info(attrs)
+
+    def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            rows = self.client.api.containers(all=True, filters=filters)
+            out = []
+            for row in rows:
+                with contextlib.suppress(self._docker.errors.NotFound):
+                    out.append(_info(self.client.api.inspect_container(row["Id"])))
+            return out
+        except self._failures as e:
+            raise EngineError(f"cannot list containers: {_short(e)}") from None
+
     def stats_stream(self, handle: Handle) -> tuple[Any, Callable[[], None]]:
         """The engine's stats stream for a container, and a function that ends it.
 
@@ -280,6 +320,32 @@ class DockerEngine:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+def _host_binding(v: int | str | None) -> int | tuple[str, int] | None:
+    """``8080`` → 8080, ``"127.0.0.1:8080"`` → ("127.0.0.1", 8080): the SDK's forms."""
+    if isinstance(v, str):
+        ip, _, port = v.rpartition(":")
+        return (ip, int(port)) if ip else int(port)
+    return v
+
+
+def _info(attrs: dict[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    host = attrs.get("HostConfig") or {}
+    config = attrs.get("Config") or {}
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=str(attrs.get("Name") or "").lstrip("/"),
+        image=str(config.get("Image") or attrs.get("Image") or ""),
+        running=bool(state.get("Running")),
+        pid=int(state.get("Pid") or 0),
+        labels=dict(config.get("Labels") or {}),
+        memory_limit=int(host.get("Memory") or 0),
+        nano_cpus=int(host.get("NanoCpus") or 0),
+        started_ns=parse_engine_time(str(state.get("StartedAt") or "")),
+        restart_count=int(attrs.get("RestartCount") or 0),
+    )
 
 
 def _reason(e: BaseException) -> str:

@@ -1,36 +1,62 @@
-"""Terminal tables (rich): stored runs, and a run's per-target summary."""
+"""Terminal tables (rich): stored runs, and a run's per-target summary with its notes.
+
+Every row carries its unit; memory and CPU are shown against their limits; notes the user
+must see (a collector that could not work, coarse resolution, an app killed after its
+grace) are printed once, with the targets they concern.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-# The main metrics shown per target, in order, with how to format them.
+from edgeprof.analyze.model import CounterStats, GaugeStats, RunSummary, TargetSummary
+from edgeprof.owner import owner_gone
+from edgeprof.store.base import RunRow
+
+# Main rows per target, in order: (metric, label). Units come from the stored series.
 MAIN_METRICS = [
-    ("cpu.percent", "CPU %", "pct"),
-    ("memory.working_set_bytes", "Mem (working set)", "bytes"),
-    ("io.read_bytes_per_second", "I/O read/s", "bytes"),
-    ("io.write_bytes_per_second", "I/O write/s", "bytes"),
-    ("net.rx_bytes_per_second", "Net rx/s", "bytes"),
-    ("net.tx_bytes_per_second", "Net tx/s", "bytes"),
-    ("pids.count", "PIDs", "num"),
-    ("gpu.utilization_percent", "GPU %", "pct"),
-    ("gpu.memory_used_bytes", "GPU mem", "bytes"),
-    ("host.cpu.percent", "Host CPU %", "pct"),
+    ("cpu.percent", "CPU"),
+    ("cpu.throttled_seconds_per_second", "CPU throttled (share of time)"),
+    ("memory.working_set_bytes", "memory working set"),
+    ("memory.rss_bytes", "memory RSS (anonymous)"),
+    ("memory.cache_bytes", "memory page cache"),
+    ("io.read_bytes_per_second", "disk read"),
+    ("io.write_bytes_per_second", "disk write"),
+    ("net.rx_bytes_per_second", "network received"),
+    ("net.tx_bytes_per_second", "network sent"),
+    ("pids.count", "processes + threads"),
+    ("process.count", "processes"),
+    ("gpu.utilization_percent", "GPU"),
+    ("gpu.memory_used_bytes", "GPU memory"),
+    ("gpu.container.memory_used_bytes", "GPU memory (container)"),
+    ("host.cpu.percent", "host CPU"),
+    ("host.memory.used_bytes", "host memory used"),
 ]
+
+NOTE_KINDS = (
+    "collector_unavailable",
+    "low_resolution",
+    "rate_windows",
+    "note",
+    "sigkill_after_grace",
+    "crashed",
+)
+MAX_PROCESS_ROWS = 5
 
 
 def make_console(stderr: bool = False) -> Console:
     """A console that does not wrap at 80 columns when writing to a log or a pipe."""
-    import sys
-
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
         return Console(stderr=stderr)
-    return Console(stderr=stderr, width=140, soft_wrap=True)
+    return Console(stderr=stderr, width=160, soft_wrap=True)
 
 
 def fmt_bytes(v: float | None) -> str:
@@ -43,16 +69,33 @@ def fmt_bytes(v: float | None) -> str:
     return f"{v:.1f} TiB"
 
 
-def fmt_value(v: float | None, kind: str) -> str:
+def _num(v: float) -> str:
+    if abs(v) >= 100 or float(v).is_integer():
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def fmt_value(v: float | None, unit: str | None) -> str:
+    """A value with its unit: ``49.8 %``, ``204.1 MiB``, ``1.2 MiB/s``, ``12.5 ms``."""
     if v is None:
         return "-"
-    if kind == "bytes":
+    if unit == "B":
         return fmt_bytes(v)
-    if kind == "pct":
-        return f"{v:.1f}"
-    if abs(v) >= 100 or float(v).is_integer():
-        return f"{v:.0f}"
-    return f"{v:.3g}"
+    if unit == "B/s":
+        return fmt_bytes(v) + "/s"
+    if unit == "%":
+        return f"{v:.1f} %"
+    if unit == "s/s":
+        return f"{v * 100:.1f} %"
+    if unit == "ms":
+        return f"{v:.3g} ms" if abs(v) < 1000 else f"{v:,.0f} ms"
+    if unit == "s":
+        return f"{v:.3g} s"
+    if unit in ("1/s",):
+        return f"{_num(v)} /s"
+    if unit in (None, "", "1"):
+        return _num(v)
+    return f"{_num(v)} {unit}"
 
 
 def fmt_time(ns: int | None) -> str:
@@ -61,92 +104,213 @@ def fmt_time(ns: int | None) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def fmt_duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+def run_status(r: RunRow) -> str:
+    """The run's status as a person should read it (failures and dead owners shown)."""
+    s = r.status
+    if s == "running" and owner_gone(r.owner):
+        return "running?  (profiler gone: edgeprof cleanup)"
+    if r.failed_targets:
+        s += f", {r.failed_targets} failed"
+    return s
+
+
+def runs_table(runs: Sequence[RunRow]) -> Table:
     t = Table(title="Stored runs")
-    for col in ("id", "spec", "image", "started", "targets", "status"):
-        t.add_column(col, justify="right" if col in ("id", "targets") else "left")
+    for col in ("id", "spec", "image", "started", "duration", "targets", "status"):
+        t.add_column(col, justify="right" if col in ("id", "targets", "duration") else "left")
     for r in runs:
         t.add_row(
-            str(r["id"]),
-            r["spec_name"],
-            r["image"],
-            fmt_time(r["started_ns"]),
-            str(r["targets"]),
-            r["status"],
+            str(r.id),
+            escape(r.spec_name),
+            escape(r.image),
+            fmt_time(r.started_ns),
+            fmt_duration(r.duration_s),
+            str(r.targets),
+            run_status(r),
         )
     return t
 
 
-def _status(t: dict[str, Any]) -> str:
-    s = t["status"]
-    if t.get("exit_code") is not None:
-        s += f" ({t['exit_code']})"
+def _status(t: TargetSummary) -> str:
+    s = t.status
+    if t.exit_code is not None:
+        s += f" ({t.exit_code})"
+    if t.oom_killed and "oom" not in t.status:
+        s += " OOM"
     return s
 
 
-def summary_tables(summary: dict[str, Any]) -> list[Table]:
-    run = summary["run"]
+def _limits(t: TargetSummary) -> dict[str, tuple[float, str]]:
+    """metric → (limit, how it is set) for the rows that have one."""
+    out: dict[str, tuple[float, str]] = {}
+    cpus = (t.config.get("resources") or {}).get("cpus")
+    if cpus:
+        out["cpu.percent"] = (float(cpus) * 100.0, f"cpus {cpus:g}")
+    mem = t.gauge("memory.limit_bytes")
+    if mem is not None and mem.max:
+        out["memory.working_set_bytes"] = (mem.max, "limit")
+    return out
+
+
+def _row(label: str, m: GaugeStats, limits: dict[str, tuple[float, str]], key: str) -> list[str]:
+    cells = [
+        label,
+        *(fmt_value(getattr(m, k), m.unit) for k in ("mean", "p50", "p95", "p99", "max")),
+    ]
+    lim = limits.get(key)
+    if lim is not None and m.max is not None:
+        value, how = lim
+        cells.append(f"{fmt_value(value, m.unit)} ({how}; peak {m.max / value * 100:.0f} %)")
+    else:
+        cells.append("")
+    cells.append(str(m.count))
+    return cells
+
+
+def _process_rows(t: TargetSummary) -> list[tuple[str, GaugeStats]]:
+    rss = [
+        (k, m)
+        for k, m in t.metrics.items()
+        if k.startswith("process.memory.rss_bytes{") and isinstance(m, GaugeStats)
+    ]
+    rss.sort(key=lambda km: -(km[1].max or 0))
+    out = []
+    for k, m in rss[:MAX_PROCESS_ROWS]:
+        inner = k[k.index("{") + 1 : -1]
+        labels = dict(kv.split("=", 1) for kv in inner.split(",") if "=" in kv)
+        out.append((f"RSS of {labels.get('process', '?')} [pid {labels.get('pid', '?')}]", m))
+    return out
+
+
+def target_table(t: TargetSummary) -> Table | None:
+    tab = Table(title=escape(f"{t.name}: {' '.join(t.args) or '(no args)'}"), title_justify="left")
+    for col in ("metric", "mean", "p50", "p95", "p99", "max", "limit", "samples"):
+        tab.add_column(col, justify="left" if col in ("metric", "limit") else "right")
+    limits = _limits(t)
+    shown = 0
+    for key, label in MAIN_METRICS:
+        m = t.gauge(key)
+        if m is not None:
+            tab.add_row(*_row(label, m, limits, key))
+            shown += 1
+    for label, m in _process_rows(t):
+        tab.add_row(*_row(label, m, limits, ""))
+        shown += 1
+    for key, stats in t.metrics.items():
+        if not key.startswith("app."):
+            continue
+        if isinstance(stats, GaugeStats):
+            tab.add_row(*_row(escape(key), stats, limits, key))
+        else:
+            total = fmt_value(stats.total, stats.unit)
+            tab.add_row(escape(key), "", "", "", "", "", f"total {total}", str(stats.count))
+        shown += 1
+    return tab if shown else None
+
+
+def _counts(t: TargetSummary) -> str:
+    parts = []
+    oom = t.counter("memory.oom_kills")
+    if oom is not None and (oom.last or oom.total):
+        parts.append(f"OOM kills {oom.last:.0f}")
+    thr = t.counter("cpu.throttled_seconds")
+    if thr is not None and thr.total > 0:
+        parts.append(f"throttled {thr.total:.2f} s")
+    return ", ".join(parts)
+
+
+def summary_tables(summary: RunSummary) -> list[Table]:
+    run = summary.run
     tables: list[Table] = []
-    head = Table(title=f"Run {run['id']}: {run['spec_name']} ({run['image']}) — {run['status']}")
-    for col in ("target", "args", "status (exit)", "duration", "samples"):
+    head = Table(
+        title=escape(f"Run {run.id}: {run.spec_name} ({run.image}) — {run.status}"),
+        caption="stored samples: every sample of every series of the target (all metrics)",
+    )
+    for col in ("target", "args", "status (exit)", "duration", "stored samples", "limits hit"):
         head.add_column(col)
-    for t in summary["targets"]:
-        n = sum(int(m.get("count", 0)) for m in t["metrics"].values())
-        dur = "-" if t["duration_s"] is None else f"{t['duration_s']:.1f} s"
-        status = _status(t) + (" OOM" if t.get("oom_killed") and "oom" not in t["status"] else "")
-        head.add_row(t["name"], " ".join(t["args"]), status, dur, str(n))
-    tables.append(head)
-    for t in summary["targets"]:
-        tab = Table(
-            title=f"{t['name']}: {' '.join(t['args']) or '(no args)'}", title_justify="left"
+    for t in summary.targets:
+        head.add_row(
+            escape(t.name),
+            escape(" ".join(t.args)),
+            _status(t),
+            fmt_duration(t.duration_s),
+            f"{t.samples:,}",
+            _counts(t),
         )
-        for col in ("metric", "mean", "p50", "p95", "p99", "max", "count"):
-            tab.add_column(col, justify="left" if col == "metric" else "right")
-        shown = set()
-        rows: list[tuple[str, dict[str, Any], str]] = []
-        for name, label, kind in MAIN_METRICS:
-            m = t["metrics"].get(name)
-            if m is not None and "mean" in m:
-                rows.append((label, m, kind))
-                shown.add(name)
-        for name, m in t["metrics"].items():
-            if name.startswith("app.") and "mean" in m and name not in shown:
-                rows.append((name, m, "num"))
-        for label, m, kind in rows:
-            tab.add_row(
-                label,
-                *(fmt_value(m.get(k), kind) for k in ("mean", "p50", "p95", "p99", "max")),
-                str(m["count"]),
-            )
-        if rows:
+    tables.append(head)
+    for t in summary.targets:
+        tab = target_table(t)
+        if tab is not None:
             tables.append(tab)
     return tables
+
+
+def notes(summary: RunSummary) -> list[str]:
+    """Every note once (the targets it concerns named), in the order they happened."""
+    seen: dict[str, list[str]] = {}
+    for target, e in summary.all_events():
+        if e.kind in NOTE_KINDS:
+            seen.setdefault(e.message, [])
+            if target is not None and target not in seen[e.message]:
+                seen[e.message].append(target)
+    n_targets = len(summary.targets)
+    out = []
+    for message, targets in seen.items():
+        who = ""
+        if targets and n_targets > 1:
+            who = " (all targets)" if len(targets) == n_targets else f" ({', '.join(targets)})"
+        out.append(message + who)
+    return out
+
+
+def _app_lines(t: TargetSummary) -> list[str]:
+    out = []
+    for e in t.events:
+        if e.kind in ("app_metrics_stats", "pywaggle_stats") and _has_traffic(e.data):
+            rejected = {k: v for k, v in (e.data.get("rejected") or {}).items() if v}
+            more = (
+                f" (rejected: {', '.join(f'{k} {v}' for k, v in rejected.items())})"
+                if rejected
+                else ""
+            )
+            out.append(f"{t.name}: {e.message}{more}")
+    return out
 
 
 def _has_traffic(stats: dict[str, Any]) -> bool:
     return bool(stats.get("received") or stats.get("lines") or stats.get("client_reports"))
 
 
-def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     c = console or make_console()
     for tab in summary_tables(summary):
         c.print(tab)
-    for t in summary["targets"]:
-        if t.get("error"):
-            c.print(f"[red]{t['name']}: {t['error']}[/red]")
-    for t in summary["targets"]:
-        for e in t["events"]:
-            if e["kind"] in ("app_metrics_stats", "pywaggle_stats") and _has_traffic(e["data"]):
-                rejected = {k: v for k, v in (e["data"].get("rejected") or {}).items() if v}
-                more = (
-                    f" (rejected: {', '.join(f'{k} {v}' for k, v in rejected.items())})"
-                    if rejected
-                    else ""
-                )
-                c.print(f"{t['name']}: {e['message']}{more}")
-    unavailable = [e for e in summary["run"]["events"] if e["kind"] == "collector_unavailable"]
-    unavailable += [
-        e for t in summary["targets"] for e in t["events"] if e["kind"] == "collector_unavailable"
-    ]
-    for e in unavailable:
-        c.print(f"[yellow]unavailable: {e['message']}[/yellow]")
+    for t in summary.targets:
+        if t.error:
+            c.print(f"[red]{escape(t.name)}: {escape(t.error)}[/red]")
+    for t in summary.targets:
+        for line in _app_lines(t):
+            c.print(escape(line))
+    for n in notes(summary):
+        c.print(f"[yellow]note:[/yellow] {escape(n)}")
+
+
+__all__ = [
+    "CounterStats",
+    "fmt_bytes",
+    "fmt_value",
+    "make_console",
+    "print_summary",
+    "runs_table",
+    "summary_tables",
+]

@@ -1,7 +1,149 @@
-"""Storage of runs, targets, series, samples, events and logs, picked by URL."""
+"""Storage of runs, targets, series, samples, events and logs, picked by URL.
 
-from edgeprof.store.sql import BatchWriter, SQLStore, open_store
+``open_store("sqlite:///path/to.db")`` or ``open_store("postgresql://user@host/db")``;
+``readonly=True`` for every command that only reads: it never creates, migrates or writes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+from edgeprof.errors import StoreError
+from edgeprof.store.base import Store
+from edgeprof.store.schema import Dialect, PgDialect
+from edgeprof.store.sql import SQLStore
+from edgeprof.store.writer import BatchWriter
+from edgeprof.urls import redact_url
 
 DEFAULT_DB = "sqlite:///./edgeprof.db"
 
-__all__ = ["DEFAULT_DB", "BatchWriter", "SQLStore", "open_store"]
+__all__ = ["DEFAULT_DB", "BatchWriter", "SQLStore", "Store", "open_store", "redact_url"]
+
+
+def open_store(url: str, readonly: bool = False) -> SQLStore:
+    """Open (and, unless ``readonly``, create or migrate) the store named by ``url``."""
+    if url.startswith("sqlite://"):
+        return _open_sqlite(url, readonly)
+    if url.startswith(("postgresql://", "postgres://")):
+        return _open_postgres(url, readonly)
+    hint = "use sqlite:///path/to/file.db or postgresql://user@host/db"
+    if url and "://" not in url:
+        p = os.path.abspath(url)
+        hint = (
+            f"for a SQLite file write sqlite:///{p}"
+            if url.startswith("/")
+            else (f"for a SQLite file write sqlite:///{url} (relative) or sqlite:///{p} (absolute)")
+        )
+    raise StoreError(f"database URL {redact_url(url)!r} is not supported; {hint}")
+
+
+def _sqlite_path(url: str) -> str:
+    path = url[len("sqlite://") :]
+    # sqlite:///rel.db → rel.db ; sqlite:////abs/x.db → /abs/x.db ; sqlite:///:memory:
+    if path.startswith("/"):
+        path = path[1:]
+    return ":memory:" if path in ("", ":memory:") else path
+
+
+def _open_sqlite(url: str, readonly: bool) -> SQLStore:
+    path = _sqlite_path(url)
+    if path != ":memory:" and readonly:
+        return _open_sqlite_readonly(url, path)
+    if path != ":memory:":
+        p = Path(path)
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.exists():
+            raise StoreError(
+                f"cannot create database {path}: folder {parent} does not exist; create it or pick another --db"
+            )
+        if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise StoreError(
+                f"cannot write database {path}: permission denied; pick a writable --db path"
+            )
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return SQLStore(conn, Dialect, url)
+    except sqlite3.DatabaseError as e:
+        raise StoreError(
+            f"cannot open database {path}: {e}; is it an edgeprof SQLite file?"
+        ) from None
+
+
+def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
+    """Open without writing anything, not even SQLite's own -wal/-shm files.
+
+    Without a write-ahead log (no writer has the database open; SQLite removes the log
+    when the last writer closes) the file is read as immutable: nothing is created beside
+    it, and it works on a read-only mount. With a log (a run is writing, or was killed) the
+    database is opened read-only through the log, which also works on a read-only mount
+    when the log's index (-shm) is there; failing that, as immutable, with a warning that
+    the newest writes are in a log that cannot be read there.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise StoreError(
+            f"no database at {path}; run 'edgeprof run SPEC --db {url}' first, or point "
+            "--db (or $EDGEPROF_DB) at an existing database"
+        )
+    uri = "file:" + quote(str(p.resolve()))
+    wal = Path(str(p) + "-wal")
+    has_log = wal.exists() and wal.stat().st_size > 0
+    modes = ["?mode=ro", "?mode=ro&immutable=1"] if wal.exists() else ["?mode=ro&immutable=1"]
+    last: Exception | None = None
+    for suffix in modes:
+        try:
+            conn = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False, timeout=30)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            store = SQLStore(conn, Dialect, url, readonly=True)
+        except (sqlite3.DatabaseError, StoreError) as e:
+            last = e
+            continue
+        if "immutable" in suffix and has_log:
+            store.warning = (
+                f"the write-ahead log of {path} ({wal.stat().st_size} bytes) cannot be read "
+                "here (a read-only file system without its -shm file); the newest writes may "
+                "be missing: copy the database with its -wal file somewhere writable"
+            )
+        return store
+    if has_log:
+        raise StoreError(
+            f"cannot read {path}: its newest writes are in a write-ahead log "
+            f"({wal.stat().st_size} bytes) that cannot be read here (a read-only file system "
+            "without its -shm file); copy the database with its -wal file somewhere writable"
+        )
+    if isinstance(last, StoreError):
+        raise last
+    raise StoreError(f"cannot open database {path}: {last}; is it an edgeprof SQLite file?")
+
+
+def _open_postgres(url: str, readonly: bool) -> SQLStore:
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "PostgreSQL needs the 'psycopg' package; pip install 'edgeprof[postgres]'"
+        ) from None
+    shown = redact_url(url)
+    try:
+        conn = psycopg.connect(url.replace("postgres://", "postgresql://", 1), connect_timeout=10)
+    except psycopg.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StoreError(
+            f"cannot connect to PostgreSQL at {shown}: {redact_text(first, url)}"
+        ) from None
+    if readonly:
+        conn.read_only = True
+    return SQLStore(conn, PgDialect, shown, readonly=readonly)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` with the URL's password (if any) masked wherever it appears."""
+    from edgeprof.urls import url_password
+
+    pw = url_password(url)
+    return text.replace(pw, "***") if pw else text

@@ -13,7 +13,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from edgeprof.collect.base import CollectContext
+from edgeprof.cgroups import cgroup_procs
+from edgeprof.collect.base import BaseCollector, CollectContext
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import Labels, MetricSpec, Sample, labels_of
 
@@ -101,9 +102,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-class _NvmlBase:
-    group = ""
-
+class _NvmlBase(BaseCollector):
     def __init__(self, nvml: Any = None) -> None:
         self.nvml = Nvml(nvml)
         self._handles: list[tuple[int, Any, Labels]] = []
@@ -271,19 +270,7 @@ PROCESS_METRICS = [
 
 
 def _cgroup_procs_pids(ctx: CollectContext) -> set[int]:
-    pids: set[int] = set()
-    if ctx.cgroup is None:
-        return pids
-    dirs = {ctx.cgroup.unified} if ctx.cgroup.version == 2 else set(ctx.cgroup.controllers.values())
-    for d in dirs:
-        if not d:
-            continue
-        try:
-            with open(os.path.join(d, "cgroup.procs"), encoding="ascii") as f:
-                pids.update(int(x) for x in f.read().split() if x.isdigit())
-        except OSError:
-            continue
-    return pids
+    return set() if ctx.cgroup is None else set(cgroup_procs(ctx.cgroup))
 
 
 class NvmlProcessCollector(_NvmlBase):

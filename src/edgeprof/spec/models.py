@@ -1,24 +1,18 @@
-"""Profile specs: the Waggle ``sage.yaml`` shape with a ``profiling:`` section.
+"""The profile spec's models: the Waggle ``sage.yaml`` shape with a ``profiling:`` section.
 
-``load_spec(path)`` parses YAML, validates it with pydantic models (unknown keys are
-errors) and turns every problem into one :class:`~edgeprof.errors.SpecError` sentence that
-names the file, the line, the key path (``profiling.targets[1].timout``) and the fix.
-``plan(spec)`` expands targets (``repeat``) into the ordered list of runs to perform.
+pydantic models with ``extra="forbid"`` (an unknown key is an error, reported with its
+line by :mod:`.load`). Sizes take docker's binary units (``256m``, ``1g``).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edgeprof.collect.base import DEFAULT_GROUPS, KNOWN_GROUPS
-from edgeprof.errors import SpecError
+from edgeprof.collect.registry import DEFAULT_GROUPS, KNOWN_GROUPS
 
 MIN_INTERVAL_S = 0.01
 
@@ -52,7 +46,17 @@ class Resources(_Model):
     cpus: float | None = Field(
         default=None, gt=0, description="CPU limit in cores (0.5 = half a core)"
     )
+    cpu_shares: int | None = Field(
+        default=None,
+        ge=2,
+        le=262144,
+        description="relative CPU weight when containers compete for cores (docker --cpu-shares, default 1024)",
+    )
     memory: int | None = Field(default=None, description="memory limit, e.g. 256m")
+    memory_swap: int | None = Field(
+        default=None,
+        description="memory + swap limit (docker --memory-swap); -1 = unlimited swap; default: no swap",
+    )
     shm_size: int | None = None
     pids_limit: int | None = Field(default=None, gt=0)
     cpuset: str | None = None
@@ -62,10 +66,84 @@ class Resources(_Model):
     def _size(cls, v: Any) -> Any:
         return None if v is None else parse_size(v)
 
+    @field_validator("memory_swap", mode="before")
+    @classmethod
+    def _swap(cls, v: Any) -> Any:
+        if v is None or v == -1 or v == "-1":
+            return None if v is None else -1
+        return parse_size(v)
+
+    @model_validator(mode="after")
+    def _swap_needs_memory(self) -> Resources:
+        if self.memory_swap is not None and self.memory_swap != -1:
+            if self.memory is None:
+                raise ValueError("memory_swap needs memory too (docker's --memory-swap does)")
+            if self.memory_swap < self.memory:
+                raise ValueError("memory_swap is memory + swap, so it cannot be below memory")
+        return self
+
 
 class Ulimit(_Model):
     soft: int
     hard: int
+
+
+_PORT_RE = re.compile(
+    r"^(?:(?:(\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(\d{1,5})?:)?(\d{1,5})(?:/(tcp|udp|sctp))?$"
+)
+
+
+def parse_port(text: str) -> tuple[str, int | str | None]:
+    """docker's ``-p`` forms → (``container_port/proto``, host binding).
+
+    ``"8090"`` → ("8090/tcp", None) (any free host port); ``"8080:8090"`` → ("8090/tcp",
+    8080); ``"127.0.0.1:8080:8090/udp"`` → ("8090/udp", "127.0.0.1:8080").
+    """
+    m = _PORT_RE.match(str(text).strip())
+    if not m:
+        raise ValueError(
+            f"port {text!r} must look like CONTAINER_PORT, HOST_PORT:CONTAINER_PORT or "
+            "IP:HOST_PORT:CONTAINER_PORT, with an optional /tcp or /udp"
+        )
+    ip, host, cont, proto = m.groups()
+    for p in (host, cont):
+        if p is not None and not 1 <= int(p) <= 65535:
+            raise ValueError(f"port {p} in {text!r} is outside 1-65535")
+    key = f"{int(cont)}/{proto or 'tcp'}"
+    if host is None:
+        return key, (f"{ip.strip('[]')}:0" if ip else None)
+    return key, (f"{ip.strip('[]')}:{int(host)}" if ip else int(host))
+
+
+class LogOptions(_Model):
+    """The container's log driver (docker ``--log-driver`` / ``--log-opt``)."""
+
+    driver: str = "json-file"
+    mode: Literal["blocking", "non-blocking"] | None = Field(
+        default=None,
+        description="non-blocking: the app never waits for the log driver (lines may drop when its buffer is full)",
+    )
+    max_buffer_size: int | None = Field(default=None, description="non-blocking buffer, e.g. 4m")
+    options: dict[str, str] = Field(default_factory=dict, description="other --log-opt key: value")
+
+    @field_validator("max_buffer_size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        return None if v is None else parse_size(v)
+
+    @model_validator(mode="after")
+    def _buffer_needs_non_blocking(self) -> LogOptions:
+        if self.max_buffer_size is not None and self.mode != "non-blocking":
+            raise ValueError("max_buffer_size applies only with mode: non-blocking")
+        return self
+
+    def log_opts(self) -> dict[str, str]:
+        opts = dict(self.options)
+        if self.mode:
+            opts["mode"] = self.mode
+        if self.max_buffer_size is not None:
+            opts["max-buffer-size"] = f"{self.max_buffer_size}b"
+        return opts
 
 
 class RunOptions(_Model):
@@ -75,6 +153,10 @@ class RunOptions(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     network: str | None = None
     ipc: str | None = None
+    pid: str | None = Field(default=None, description="host, or container:NAME (docker --pid)")
+    init: bool = Field(default=False, description="a PID 1 that forwards signals (docker --init)")
+    ports: list[str] = Field(default_factory=list, description="docker -p forms")
+    log: LogOptions | None = None
     shm_size: int | None = None
     runtime: str | None = None
     gpus: str | int | None = None
@@ -102,6 +184,29 @@ class RunOptions(_Model):
             if ":" not in vol:
                 raise ValueError(f"volume {vol!r} must be HOST_PATH:CONTAINER_PATH[:ro]")
         return v
+
+    @field_validator("pid")
+    @classmethod
+    def _pid(cls, v: str | None) -> str | None:
+        if v is None or v == "host" or (v.startswith("container:") and len(v) > 10):
+            return v
+        raise ValueError("pid must be host or container:NAME")
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            out = []
+            for p in v:
+                if isinstance(p, bool) or not isinstance(p, str | int):
+                    raise ValueError(f'port {p!r} must be a string such as "8080:8090"')
+                parse_port(str(p))
+                out.append(str(p))
+            return out
+        return v
+
+    def port_map(self) -> dict[str, int | str | None]:
+        return dict(parse_port(p) for p in self.ports)
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -192,6 +297,14 @@ class AppMetricsOptions(_Model):
     pywaggle_tz: str | None = Field(
         default=None, description="time zone of pywaggle's naive timestamps (default: auto)"
     )
+    statsd_dialect: Literal["etsy", "dogstatsd"] = Field(
+        default="etsy",
+        description="how a signed StatsD gauge without DogStatsD tags is read: etsy (a change) or dogstatsd (a value)",
+    )
+
+    @property
+    def any_source(self) -> bool:
+        return self.socket or self.pywaggle or self.udp_port is not None
 
 
 class Profiling(_Model):
@@ -217,6 +330,15 @@ class Profiling(_Model):
                     f"unknown metric group {g!r}; choose from {', '.join(KNOWN_GROUPS)}"
                 )
         return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _app_listed_but_off(self) -> Profiling:
+        if "app" in self.metrics and not self.app_metrics.any_source:
+            raise ValueError(
+                "metrics lists 'app' but app_metrics turns off socket and pywaggle; "
+                "remove 'app' from metrics or turn a source on"
+            )
+        return self
 
 
 class Spec(_Model):
@@ -251,195 +373,3 @@ class Spec(_Model):
             return self.image
         base = f"{self.namespace}/{self.name}" if self.namespace else self.name
         return f"{base}:{self.version or 'latest'}"
-
-
-@dataclass(frozen=True)
-class TargetRun:
-    """One container to run: a target of the spec, one repetition of it."""
-
-    index: int
-    name: str
-    target: TargetSpec
-    argv: list[str]
-    repeat_index: int
-    run: RunOptions
-    env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LoadedSpec:
-    spec: Spec
-    path: str
-    text: str
-
-
-def load_spec(path: str | Path) -> LoadedSpec:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{p}: no such file; pass the path of a profile spec (YAML)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"{p}: cannot read the profile spec ({e})") from None
-    return parse_spec(text, str(p))
-
-
-def parse_spec(text: str, source: str = "<spec>") -> LoadedSpec:
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"{where}: YAML syntax error: {problem}; fix the YAML syntax") from None
-    if not isinstance(data, dict):
-        raise SpecError(
-            f"{source}: a profile spec must be a YAML mapping with a 'profiling:' section"
-        )
-    try:
-        spec = Spec.model_validate(data)
-    except ValidationError as e:
-        raise SpecError(_explain(e, node, source)) from None
-    _check_target_names(spec, node, source)
-    return LoadedSpec(spec=spec, path=source, text=text)
-
-
-def _check_target_names(spec: Spec, node: Any, source: str) -> None:
-    """Duplicate target names are reported at load time, with file:line and key path."""
-    used: set[str] = set()
-    for i, t in enumerate(spec.profiling.targets):
-        base = t.name or f"t{i + 1}"
-        if base in used:
-            loc: tuple[Any, ...] = ("profiling", "targets", i, "name")
-            line = _node_line(node, loc)
-            where = f"{source}:{line}" if line else source
-            raise SpecError(
-                f"{where}: target name {base!r} in '{_loc_path(loc)}' is used twice; "
-                "give each target a unique name"
-            )
-        used.add(base)
-
-
-def _loc_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _node_line(node: Any, loc: tuple[Any, ...]) -> int | None:
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for k, v in node.value:
-                if k.value == part:
-                    nxt = v
-                    line = k.start_mark.line + 1
-                    break
-            if nxt is None:
-                return line
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return line
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def _data_loc(loc: tuple[Any, ...], node: Any, kind: str) -> tuple[Any, ...]:
-    """Keep the parts of a pydantic error location that are keys/indices of the document.
-
-    pydantic adds union-member tags (``str``, ``list[str]``, ``int``, ``Ulimit``) to the
-    location; they are not keys the user wrote, so they are dropped. A key that is absent
-    is kept only as the last part of a ``missing`` error.
-    """
-    out: list[Any] = []
-    for i, part in enumerate(loc):
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            nxt = next((v for k, v in node.value if k.value == part), None)
-            if nxt is not None:
-                out.append(part)
-                node = nxt
-                continue
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            out.append(part)
-            node = node.value[part]
-            continue
-        if kind == "missing" and i == len(loc) - 1:
-            out.append(part)
-    return tuple(out)
-
-
-def _explain(err: ValidationError, node: Any, source: str) -> str:
-    e = err.errors()[0]
-    loc = _data_loc(tuple(e["loc"]), node, e["type"])
-    path = _loc_path(loc) or "(top level)"
-    line = _node_line(node, loc)
-    where = f"{source}:{line}" if line else source
-    kind = e["type"]
-    if kind == "extra_forbidden":
-        msg = f"unknown key '{path}'; remove it or check its spelling"
-    elif kind == "missing":
-        msg = f"missing required key '{path}'; add it"
-    else:
-        detail = str(e["msg"])
-        detail = detail.removeprefix("Value error, ")
-        value = e.get("input")
-        shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
-        msg = f"invalid value for '{path}'{shown}: {detail}"
-        if isinstance(value, bool) and "string" in detail:
-            msg += "; put it in quotes (YAML reads yes/no/on/off/true/false as booleans)"
-    more = len(err.errors()) - 1
-    suffix = f" ({more} more problem{'s' if more > 1 else ''} after this one)" if more else ""
-    return f"{where}: {msg}{suffix}"
-
-
-def plan(spec: Spec) -> list[TargetRun]:
-    runs: list[TargetRun] = []
-    used: set[str] = set()
-    for i, t in enumerate(spec.profiling.targets):
-        base = t.name or f"t{i + 1}"
-        if base in used:
-            raise SpecError(f"target name {base!r} is used twice; give each target a unique name")
-        used.add(base)
-        run_opts = _merge_run(spec.run, t.run)
-        for r in range(t.repeat):
-            name = base if t.repeat == 1 else f"{base}#{r + 1}"
-            env = {**run_opts.env, **t.env}
-            runs.append(
-                TargetRun(
-                    index=len(runs),
-                    name=name,
-                    target=t,
-                    argv=t.argv(),
-                    repeat_index=r,
-                    run=run_opts,
-                    env=env,
-                )
-            )
-    return runs
-
-
-def _merge_run(base: RunOptions, override: RunOptions | None) -> RunOptions:
-    if override is None:
-        return base
-    merged = base.model_dump()
-    for key in override.model_fields_set:
-        val = getattr(override, key)
-        if key == "env":
-            merged["env"] = {**base.env, **val}
-        elif key in ("volumes", "devices"):
-            merged[key] = [*getattr(base, key), *val]
-        else:
-            merged[key] = val.model_dump() if isinstance(val, BaseModel) else val
-    return RunOptions.model_validate(merged)

@@ -41,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from edgeprof.collect.base import CollectContext
+from edgeprof.collect.base import BaseCollector, CollectContext
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import Event, Labels, MetricSpec, Sample, labels_of
 
@@ -291,7 +291,7 @@ def interval_ms(interval_s: float) -> int:
     return max(100, round(interval_s * 1000))
 
 
-class TegrastatsCollector:
+class TegrastatsCollector(BaseCollector):
     """Runs ``tegrastats --interval <ms>`` and turns every line into samples.
 
     Lines are read in a background thread and stamped with the monotonic time they arrived;
@@ -322,10 +322,10 @@ class TegrastatsCollector:
     def open(self, ctx: CollectContext) -> None:
         self._ctx = ctx
         self._labels = ctx.labels
-        path = self._path or ctx.options.get("tegrastats_path") or shutil.which("tegrastats")
+        path = self._path or shutil.which("tegrastats")
         if not path:
             raise CollectorUnavailable(
-                "tegrastats not found on PATH (set the option tegrastats_path to its location)"
+                "tegrastats not found on PATH (set profiling.tegrastats_path to its location)"
             )
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             raise CollectorUnavailable(f"tegrastats at {path} is not an executable file")
@@ -431,61 +431,3 @@ class TegrastatsCollector:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=2.0)
-
-
-GPU_LOAD_PATHS = ("devices/gpu.0/load", "devices/platform/gpu.0/load")
-
-
-class JetsonGpuLoadCollector:
-    """Jetson iGPU load from sysfs (``<sys_root>/devices/gpu.0/load``, 0-1000 → percent).
-
-    The file is kept open and read with ``os.pread`` at every tick. Emits
-    ``gpu.utilization_percent{source="sysfs"}``.
-    """
-
-    def __init__(self, group: str = "tegrastats") -> None:
-        self.group = group
-        self._fd: int | None = None
-        self._labels: Labels = ()
-        self.path: str | None = None
-
-    def metrics(self) -> list[MetricSpec]:
-        return [
-            MetricSpec(
-                "gpu.utilization_percent", "%", description="iGPU load from sysfs gpu.0/load"
-            )
-        ]
-
-    def open(self, ctx: CollectContext) -> None:
-        self._labels = labels_of(dict(ctx.labels), source="sysfs")
-        reasons = []
-        for rel in GPU_LOAD_PATHS:
-            path = os.path.join(ctx.sys_root, rel)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError as e:
-                reasons.append(f"{path}: {e.strerror}")
-                continue
-            try:
-                int(os.pread(fd, 32, 0).split()[0])
-            except (OSError, ValueError, IndexError) as e:
-                os.close(fd)
-                reasons.append(f"{path}: unreadable ({e})")
-                continue
-            self._fd, self.path = fd, path
-            return
-        raise CollectorUnavailable("Jetson GPU load not readable: " + "; ".join(reasons))
-
-    def sample(self, now_ns: int) -> list[Sample]:
-        if self._fd is None:
-            return []
-        try:
-            raw = int(os.pread(self._fd, 32, 0).split()[0])
-        except (OSError, ValueError, IndexError):
-            return []
-        return [Sample("gpu.utilization_percent", self._labels, now_ns, raw / 10.0)]
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)

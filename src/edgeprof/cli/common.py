@@ -1,0 +1,106 @@
+"""What every command shares: the parser class, ``--db``, opening the store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from edgeprof.errors import UserError
+from edgeprof.store import DEFAULT_DB
+
+DB_HELP = (
+    "database URL: sqlite:///path.db (relative) or sqlite:////abs/path.db, or "
+    "postgresql://user@host/db (default: $EDGEPROF_DB, else sqlite:///./edgeprof.db)"
+)
+
+
+class UsageError(UserError):
+    """A command line that cannot be parsed (unknown option, missing argument, bad value)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one ``edgeprof: error:`` sentence (exit 2)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kw)
+
+    def error(self, message: str) -> Any:
+        message = message.removeprefix("argument ")
+        if message.startswith("the following arguments are required: "):
+            missing = message.split(": ", 1)[1]
+            message = f"{missing} {'is' if ',' not in missing else 'are'} missing"
+        elif message.startswith("COMMAND: invalid choice: "):
+            bad = message.split("invalid choice: ", 1)[1].split(" (", 1)[0]
+            choices = message.split("(choose from ", 1)[-1].rstrip(")").replace("'", "")
+            message = f"no command {bad} (commands: {choices})"
+        raise UsageError(f"{message.rstrip('.')}; see '{self.prog} --help'")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description on its own (blank lines kept)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=min(100, _columns()))
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(
+            super(_Formatter, self)._fill_text(par, width, indent) for par in text.split("\n\n")
+        )
+
+
+def _columns() -> int:
+    try:
+        return int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.stdout.fileno()).columns)
+    except (OSError, ValueError):
+        return 100
+
+
+def add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", help=DB_HELP)
+
+
+def positive_interval(text: str) -> float:
+    from edgeprof.spec import MIN_INTERVAL_S
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not v >= MIN_INTERVAL_S:
+        raise argparse.ArgumentTypeError(
+            f"{text} s is below the shortest interval, {MIN_INTERVAL_S} s; pass a larger number"
+        )
+    return v
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return v
+
+
+def db_url(db: str | None) -> str:
+    return db or os.environ.get("EDGEPROF_DB") or DEFAULT_DB
+
+
+def open_for_reading(db: str | None) -> Any:
+    """The store, opened without ever writing to it (a missing database is an error)."""
+    from edgeprof.store import open_store
+
+    store = open_store(db_url(db), readonly=True)
+    if store.warning:
+        print(f"edgeprof: warning: {store.warning}", file=sys.stderr)
+    return store
+
+
+def open_for_writing(db: str | None) -> Any:
+    from edgeprof.store import open_store
+
+    return open_store(db_url(db))

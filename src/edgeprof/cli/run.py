@@ -1,0 +1,96 @@
+"""``edgeprof run SPEC``: profile every target of a spec, print the summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from edgeprof.cli.common import add_db, db_url, open_for_writing, positive_interval
+
+NAME = "run"
+STATS_SOURCES = ("auto", "cgroup", "engine-api")
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser(
+        NAME,
+        help="run every target of a spec in a fresh container, sample, store, summarize",
+        description="Run every target of SPEC in a fresh container, sample it, store it and "
+        "print a summary.\n\nExit code 0 when every target ran (exited, or stopped at its "
+        "timeout); 1 when a target failed (non-zero exit, OOM kill, could not start); 2 for "
+        "a bad spec or environment; 130 when interrupted (Ctrl-C or SIGTERM), with "
+        "everything up to then stored.",
+    )
+    p.add_argument(
+        "spec", metavar="SPEC", help="profile spec (a Waggle sage.yaml with a profiling: section)"
+    )
+    add_db(p)
+    p.add_argument(
+        "-i",
+        "--interval",
+        metavar="SECONDS",
+        type=positive_interval,
+        help="sampling interval in seconds, at least 0.01 (default: profiling.interval, else 1)",
+    )
+    p.add_argument(
+        "-t", "--target", metavar="NAME", action="append", help="run only this target (repeatable)"
+    )
+    p.add_argument(
+        "--stats-source",
+        metavar="SOURCE",
+        choices=STATS_SOURCES,
+        default="auto",
+        help="container metrics from 'cgroup' files, the 'engine-api' (1 s resolution), or 'auto' (default)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the summary as JSON instead of tables"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no live progress display")
+    p.set_defaults(func=main)
+
+
+def main(ns: argparse.Namespace) -> int:
+    from edgeprof.analyze.summary import summarize
+    from edgeprof.cli.progress import make_progress
+    from edgeprof.engine.docker import DockerEngine
+    from edgeprof.report.terminal import print_summary
+    from edgeprof.runner import RunSettings, run_profile
+    from edgeprof.spec import load_spec
+
+    loaded = load_spec(ns.spec)
+    store = open_for_writing(ns.db)
+    engine = DockerEngine()
+    ui = make_progress(quiet=ns.quiet or ns.json)
+    settings = RunSettings(
+        interval_s=ns.interval,
+        stats_source=ns.stats_source,
+        only_targets=ns.target or None,
+        db_url=db_url(ns.db),
+    )
+    try:
+        with ui:
+            result = run_profile(loaded, store, engine, settings, ui)
+    except KeyboardInterrupt:
+        run_id = getattr(ui, "run_id", None)
+        print(
+            f"interrupted: run {run_id} stored as interrupted" if run_id else "interrupted",
+            file=sys.stderr,
+        )
+        store.close()
+        return 130
+    finally:
+        engine.close()
+    s = summarize(store, result.run_id)
+    store.close()
+    if ns.json:
+        print(json.dumps(s.to_json(), indent=2))
+    else:
+        print_summary(s)
+        print(f"run id: {result.run_id}")
+    if result.failed:
+        names = ", ".join(f"{t.name} ({t.status})" for t in result.failed)
+        print(f"failed targets: {names}", file=sys.stderr)
+        return 1
+    return 0

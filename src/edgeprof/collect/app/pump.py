@@ -1,0 +1,136 @@
+"""Receives app-metric datagrams in a process of its own and passes them on through a pipe.
+
+Why a process: a Unix datagram socket queues only ``net.unix.max_dgram_qlen`` datagrams
+(10 on some kernels) and a sender's unsent bytes count against its own send buffer (about
+280 small datagrams by default). StatsD clients such as DogStatsD drop a datagram when the
+socket is full. A receiver thread inside the profiler shares the interpreter lock with the
+sampler, the database writer and the parser, and a few milliseconds without the lock are
+enough to overflow the queue. This pump holds no lock anyone else wants: it only moves
+datagrams from the sockets into a buffer of its own and from there into a pipe, so it is
+back on the socket within microseconds; the profiler parses from the pipe at its own pace.
+
+Run as a plain script (standard library only, ``python -I -S pump.py FD[,FD…]``) with the
+bound, non-blocking sockets passed as file descriptors. Output frames on stdout:
+``<u32 length><i64 monotonic ns><datagram>``; a last frame ``<0xFFFFFFFF><i64 n><n bytes>``
+carries ``{"pump_dropped": N, "datagrams": M}`` as JSON. It ends when its stdin reaches
+end of file (the profiler closed it, or died): it drains the sockets once more, writes
+everything and exits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import time
+
+HEADER = struct.Struct("<Iq")
+STATS_FRAME = 0xFFFFFFFF
+MAX_DATAGRAM = 65536
+MAX_BUFFER = 256 << 20
+"""Bytes kept while the profiler does not read; beyond that datagrams are dropped and counted."""
+PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def main(argv: list[str]) -> int:
+    socks = [socket.socket(fileno=int(fd)) for fd in argv[1].split(",") if fd]
+    for s in socks:
+        s.setblocking(False)
+    out = sys.stdout.fileno()
+    ctl = sys.stdin.fileno()
+    try:
+        fcntl.fcntl(out, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
+    os.set_blocking(out, False)
+    poll = select.poll()
+    by_fd = {s.fileno(): s for s in socks}
+    for fd in by_fd:
+        poll.register(fd, select.POLLIN)
+    poll.register(ctl, select.POLLIN | select.POLLHUP)
+    buf = bytearray(MAX_DATAGRAM + 1)
+    view = memoryview(buf)
+    pending = bytearray()
+    pos = 0  # bytes of pending already written
+    dropped = 0
+    datagrams = 0
+    pack = HEADER.pack
+    mono = time.monotonic_ns
+    want_out = False
+    closing = False
+    while True:
+        events = poll.poll(None if not pending else 50)
+        for fd, ev in events:
+            if fd == ctl:
+                if ev & (select.POLLHUP | select.POLLERR) or not os.read(ctl, 4096):
+                    closing = True
+                    poll.unregister(ctl)
+                continue
+            sock = by_fd.get(fd)
+            if sock is None:
+                continue
+            recv_into = sock.recv_into
+            now = mono()
+            for _ in range(4096):  # then look at the other sockets and the pipe too
+                try:
+                    n = recv_into(buf)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                datagrams += 1
+                if len(pending) - pos > MAX_BUFFER:
+                    dropped += 1
+                    continue
+                pending += pack(n, now)
+                pending += view[:n]
+        if len(pending) > pos:
+            try:
+                pos += os.write(out, memoryview(pending)[pos : pos + PIPE_SIZE])
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                return 0  # the profiler is gone
+            if pos == len(pending):
+                pending.clear()
+                pos = 0
+            elif pos > len(pending) // 2:
+                del pending[:pos]  # amortised: at most as many bytes moved as written
+                pos = 0
+        if pending and not want_out:
+            poll.register(out, select.POLLOUT)
+            want_out = True
+        elif not pending and want_out:
+            poll.unregister(out)
+            want_out = False
+        if closing:
+            break
+    # last drain: what is still queued counts too
+    now = mono()
+    for s in socks:
+        while True:
+            try:
+                n = s.recv_into(buf)
+            except OSError:
+                break
+            datagrams += 1
+            pending += HEADER.pack(n, now) + view[:n]
+    stats = json.dumps({"pump_dropped": dropped, "datagrams": datagrams}).encode()
+    pending += HEADER.pack(STATS_FRAME, len(stats)) + stats
+    os.set_blocking(out, True)
+    try:
+        with memoryview(pending) as rest:
+            while pos < len(rest):
+                pos += os.write(out, rest[pos:])
+    except BrokenPipeError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

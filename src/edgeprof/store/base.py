@@ -1,0 +1,213 @@
+"""The Store protocol and its records: what every database backend offers.
+
+A store is picked by URL (:func:`edgeprof.store.open_store`). Writers describe a run with
+:class:`RunInfo` and its targets with :class:`TargetInfo`; readers get typed records back
+(:class:`RunRecord`, :class:`TargetRecord`, :class:`SeriesRecord`, :class:`EventRecord`).
+Every reader — summary, export, report, compare, budgets, the benchmarks — goes through
+this protocol, never through SQL of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from edgeprof.model import Event, Labels
+
+RunStatus = Literal["running", "completed", "interrupted", "error", "crashed"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What is known about a run when it begins."""
+
+    spec_name: str
+    image: str
+    started_ns: int
+    interval_s: float
+    spec_path: str | None = None
+    spec_text: str | None = None
+    host: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    owner: dict[str, Any] = field(default_factory=dict)
+    """Who runs it: ``{"host", "pid", "pid_start", "boot_id"}`` — to tell a crashed run."""
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """A target (one container of a run) as planned."""
+
+    run_id: int
+    index: int
+    name: str
+    args: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    status: str = "pending"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    spec_name: str
+    image: str
+    spec_path: str | None
+    spec_text: str | None
+    started_ns: int
+    ended_ns: int | None
+    status: str
+    interval_s: float
+    host: dict[str, Any]
+    edgeprof_version: str | None
+    owner: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One line of ``edgeprof runs``."""
+
+    id: int
+    spec_name: str
+    image: str
+    started_ns: int
+    ended_ns: int | None
+    status: str
+    targets: int
+    failed_targets: int
+    owner: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_ns is None else (self.ended_ns - self.started_ns) / 1e9
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    id: int
+    run_id: int
+    idx: int
+    name: str
+    args: list[str]
+    config: dict[str, Any]
+    container_id: str | None
+    started_ns: int | None
+    ended_ns: int | None
+    status: str
+    exit_code: int | None
+    oom_killed: bool | None
+    timed_out: bool | None
+    duration_s: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    id: int
+    run_id: int
+    target_id: int | None
+    metric: str
+    labels: dict[str, str]
+    unit: str | None
+    kind: str | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    run_id: int
+    target_id: int | None
+    t_ns: int
+    kind: str
+    message: str
+    data: dict[str, Any]
+
+
+TARGET_FIELDS = frozenset(
+    {
+        "container_id",
+        "started_ns",
+        "ended_ns",
+        "status",
+        "exit_code",
+        "oom_killed",
+        "timed_out",
+        "duration_s",
+        "error",
+    }
+)
+
+
+class Store(Protocol):
+    url: str
+    """Where the store is, with any password masked (safe to print)."""
+
+    # -- writing (a run in progress) --------------------------------------------------------
+    def begin_run(self, info: RunInfo) -> int: ...
+
+    def end_run(self, run_id: int, status: str, ended_ns: int) -> None: ...
+
+    def begin_target(self, info: TargetInfo) -> int: ...
+
+    def update_target(self, target_id: int, **fields: Any) -> None:
+        """Set some of :data:`TARGET_FIELDS`."""
+        ...
+
+    def series_id(
+        self,
+        run_id: int,
+        target_id: int | None,
+        metric: str,
+        labels: Labels,
+        unit: str | None = None,
+        kind: str | None = None,
+    ) -> int: ...
+
+    def write_rows(self, rows: Sequence[tuple[int, int, float]]) -> None: ...
+
+    def write_events(self, run_id: int, rows: Sequence[tuple[int | None, Event]]) -> None:
+        """``(target_id, event)`` rows; not committed (see ``commit``)."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def add_event(self, run_id: int, target_id: int | None, ev: Event) -> None: ...
+
+    def add_log(self, target_id: int, stream: str, text: str) -> None: ...
+
+    def mark_crashed(self, run_id: int, ended_ns: int) -> bool:
+        """A run still ``running`` whose profiler died: ``crashed``, and so are its targets
+        still running; True when the run was changed."""
+        ...
+
+    # -- reading ----------------------------------------------------------------------------
+    def list_runs(self, limit: int = 50) -> list[RunRow]: ...
+
+    def resolve_run(self, run_ref: str | int) -> RunRecord: ...
+
+    def targets(self, run_id: int) -> list[TargetRecord]: ...
+
+    def series(self, run_id: int) -> list[SeriesRecord]: ...
+
+    def series_values(self, run_id: int) -> dict[int, list[float]]:
+        """All sample values of a run by series id (no promised order within a series)."""
+        ...
+
+    def ordered_values(self, series_id: int) -> list[float]:
+        """One series' values in time order."""
+        ...
+
+    def series_samples(self, series_id: int) -> tuple[list[int], list[float]]:
+        """One series' timestamps and values, in time order."""
+        ...
+
+    def iter_samples(self, run_id: int) -> Iterator[tuple[int, int, float]]:
+        """``(series_id, t_ns, value)`` of a run in time order."""
+        ...
+
+    def sample_count(self, run_id: int | None = None) -> int: ...
+
+    def events(self, run_id: int) -> list[EventRecord]: ...
+
+    def logs(self, target_id: int) -> dict[str, str]: ...
+
+    def close(self) -> None: ...

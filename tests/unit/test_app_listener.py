@@ -1,0 +1,224 @@
+"""The app-metrics socket end to end: the pump process, permissions, counters and labels."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeprof.collect.app.listener import AppMetricsCollector
+from edgeprof.collect.base import CollectContext, Collector
+from edgeprof.errors import CollectorUnavailable
+from edgeprof.model import Event
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def ctx_for(events: list[Event]) -> CollectContext:
+    return CollectContext(target="t1", labels=(("target", "t1"),), emit_event=events.append)
+
+
+def wait_for(col: AppMetricsCollector, accepted: int, timeout: float = 20.0) -> list:
+    out: list = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out += col.sample(time.time_ns())
+        if col.stats()["accepted"] >= accepted and col.stats()["client_reports"]:
+            break
+        time.sleep(0.02)
+    return out + col.sample(time.time_ns())
+
+
+SENDER = r"""
+import time
+from edgeprof import client as c
+fps = c.FPS(interval=0.05, cam="left")
+fps.tick()
+sent = 0
+for i in range(9000):
+    c.publish("value", i * 0.5)
+    sent += 1
+    if i % 10 == 0:
+        with c.timer("infer", model="m"):
+            pass
+        sent += 1
+    if i % 100 == 0:
+        c.increment("frames", 2)
+        sent += 1
+    if i % 1000 == 0:
+        time.sleep(0.06)
+        if fps.tick(): sent += 1
+while sent < 10_000:
+    c.publish("pad", 1, ts=time.time_ns(), kind="pad")
+    sent += 1
+print(sent, c.stats()["dropped"])
+"""
+
+
+def test_round_trip_10k_messages_no_loss(tmp_path: Path) -> None:
+    events: list[Event] = []
+    path = str(tmp_path / "run" / "metrics.sock")
+    col = AppMetricsCollector(path)
+    assert isinstance(col, Collector)
+    col.open(ctx_for(events))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o222
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o711
+    env = dict(os.environ, EDGEPROF_METRICS_SOCKET=path, PYTHONPATH=SRC)
+    res = subprocess.run(
+        [sys.executable, "-c", SENDER], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    sent, dropped = map(int, res.stdout.split())
+    assert sent == 10_000 and dropped == 0
+    samples = wait_for(col, 10_000)
+    col.close()
+    samples += col.sample(time.time_ns())
+    st = col.stats()
+    assert st["accepted"] == 10_000 and st["rejected_total"] == 0
+    assert st["received"] == st["accepted"] + st["rejected_total"]
+    assert st["client_sent"] == 10_000 and st["client_dropped"] == 0 and st["client_reports"] == 1
+    by_name: dict[str, list] = {}
+    for s in samples:
+        by_name.setdefault(s.metric, []).append(s)
+    assert len(by_name["app.value"]) == 9000
+    assert [s.value for s in by_name["app.value"]] == [i * 0.5 for i in range(9000)]
+    assert len(by_name["app.infer"]) == 900
+    assert by_name["app.infer"][0].labels == (("model", "m"), ("target", "t1"))
+    assert len(by_name["app.frames"]) == 90 and by_name["app.frames.total"][-1].value == 180.0
+    assert 8 <= len(by_name["app.fps"]) <= 9
+    assert by_name["app.fps"][0].labels == (("cam", "left"), ("target", "t1"))
+    pads = by_name["app.pad"]
+    assert all(abs(s.t_ns - time.time_ns()) < 60e9 for s in pads)
+    assert [m.name for m in col.metrics() if m.unit == "ms"] == ["app.infer"]
+    assert sum(len(v) for k, v in by_name.items() if not k.endswith(".total")) == 10_000
+    kinds = {e.kind: e for e in events}
+    assert kinds["app_metrics_stats"].data["accepted"] == 10_000
+    assert kinds["app_metric_kinds"].data["timers"] == ["app.infer"]
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+
+
+def test_rejections_counted_and_first_five_stored(tmp_path: Path) -> None:
+    events: list[Event] = []
+    path = str(tmp_path / "m.sock")
+    col = AppMetricsCollector(path)
+    col.open(ctx_for(events))
+    tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    tx.connect(path)
+    bad = [b"x:abc|g"] * 8 + [b'{"name":"\\u0001","value":1}'] * 3 + [b"{nope"] * 2
+    for data in [*bad, b"ok:1|g", b"x" * 70000]:
+        tx.send(data)
+        time.sleep(0.001)
+    deadline = time.monotonic() + 5
+    while col.stats()["received"] < 15 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(col.sample(time.time_ns())) == 1
+    st = col.stats()
+    assert st["rejected"] == {
+        "malformed": 2,
+        "non_numeric": 8,
+        "bad_name": 3,
+        "oversized": 1,
+        "bad_meta": 0,
+    }
+    assert st["received"] == 15 == st["accepted"] + st["rejected_total"]
+    rejected = [e for e in events if e.kind == "app_metric_rejected"]
+    assert len(rejected) == 5 + 3 + 2 + 1
+    assert rejected[0].target == "t1" and rejected[0].data["reason"] == "non_numeric"
+    t0 = time.monotonic()
+    col.close()
+    assert time.monotonic() - t0 < 1.0  # prompt
+    tx.close()
+
+
+def test_statsd_counters_gauges_sets_and_labels(tmp_path: Path) -> None:
+    events: list[Event] = []
+    col = AppMetricsCollector(str(tmp_path / "m.sock"), udp_port=0)
+    col.open(ctx_for(events))
+    assert col.udp_port
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.connect(("127.0.0.1", col.udp_port))
+    for data in [
+        b"c:1|c\nc:2|c|#target:evil",
+        b"c:1|c",
+        b"g:10|g\ng:+5|g\ng:-3|g",
+        b"u:a|s\nu:b|s\nu:a|s",
+    ]:
+        tx.send(data)
+        time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    while col.stats()["accepted"] < 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    col.close()
+    got = [(s.metric, s.labels, s.value) for s in col.sample(0)]
+    base = (("target", "t1"),)
+    evil = (("app_target", "evil"), ("target", "t1"))  # meta never overrides run labels
+    assert got == [
+        ("app.c", base, 1.0),
+        ("app.c.total", base, 1.0),
+        ("app.c", evil, 2.0),
+        ("app.c.total", evil, 2.0),
+        ("app.c", base, 1.0),
+        ("app.c.total", base, 2.0),
+        ("app.g", base, 10.0),
+        ("app.g", base, 15.0),
+        ("app.g", base, 12.0),
+        ("app.u", base, 1.0),
+        ("app.u", base, 2.0),
+        ("app.u", base, 2.0),
+    ]
+    assert {m.name for m in col.metrics()} >= {"app.c", "app.c.total", "app.u"}
+    assert events[-1].data["udp_kernel_drops"] == 0
+    tx.close()
+
+
+def test_needs_a_socket_or_a_port() -> None:
+    with pytest.raises(CollectorUnavailable):
+        AppMetricsCollector()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_other_user_can_only_send(tmp_path: Path) -> None:
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="edgeprof-perm-")  # pytest's tmp tree is private to root
+    os.chmod(top, 0o755)
+    path = os.path.join(top, "run", "metrics.sock")
+    col = AppMetricsCollector(path)
+    col.open(ctx_for([]))
+    pid = os.fork()
+    if pid == 0:  # a container user that is not root: uid/gid 65534 (nobody)
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.connect(path)
+            s.send(b"nobody:1|g")
+            denied = 0
+            for attempt in (
+                lambda: os.listdir(os.path.dirname(path)),
+                lambda: os.unlink(path),
+                lambda: open(os.path.join(os.path.dirname(path), "x"), "w"),  # noqa: SIM115
+            ):
+                try:
+                    attempt()
+                except PermissionError:
+                    denied += 1
+            code = 0 if denied == 3 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + 5
+    while col.stats()["accepted"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    col.close()
+    assert [s.metric for s in col.sample(0)] == ["app.nobody"]
+    os.rmdir(top)
