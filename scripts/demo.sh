@@ -3,13 +3,41 @@
 # if none is running, build the example app's image from local files (no registry), profile
 # it with examples/objcounter/profile.yaml and print the summary.
 #   scripts/demo.sh [extra `edgeprof run` options, e.g. --interval 0.1]
+# Progress lines and the summary are printed; the full output of the set-up steps goes to a
+# log file, named when a step fails.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
-"$PY" -m pip install -q --disable-pip-version-check -e . >&2
-eval "$(scripts/engine.sh start)"
-scripts/build-images.sh python >&2          # cached after the first build
-scripts/build-images.sh --force example >&2  # quick: picks up the current client.py and app
+LOG="${TMPDIR:-/tmp}/edgeprof-demo.log"
+: >"$LOG"
+step() { echo "demo: $*" >&2; }
+quietly() {
+    if ! "$@" >>"$LOG" 2>&1; then
+        echo "demo: '$*' failed; last lines of the full log $LOG:" >&2
+        tail -n 25 "$LOG" >&2
+        exit 1
+    fi
+}
+
+step "installing edgeprof from this repository (pip install -e .)"
+quietly "$PY" -m pip install -q --disable-pip-version-check -e .
+step "finding a container engine (starting a private dockerd if none answers)"
+engine="$(scripts/engine.sh start 2>>"$LOG")" || { echo "demo: no engine; see $LOG" >&2; tail -n 25 "$LOG" >&2; exit 1; }
+eval "$engine"
+step "building the example image from local files (the first time: debootstrap, about a minute)"
+quietly scripts/build-images.sh python
+quietly scripts/build-images.sh --force example
 DB="${EDGEPROF_DB:-sqlite:///$ROOT/edgeprof.db}"
-"$PY" -m edgeprof.cli.main run examples/objcounter/profile.yaml --db "$DB" "$@"
+step "profiling examples/objcounter/profile.yaml into $DB"
+rc=0
+"$PY" -m edgeprof.cli.main run examples/objcounter/profile.yaml --db "$DB" "$@" || rc=$?
+cat >&2 <<EOT
+
+demo: the engine keeps running. To use edgeprof from your own shell, point it there:
+        export DOCKER_HOST=$DOCKER_HOST
+      (with a Docker engine of your own, leave DOCKER_HOST as it is and skip scripts/engine.sh)
+      See the runs:  edgeprof runs --db $DB
+      Stop and unmount everything the scripts started:  scripts/stop.sh
+EOT
+exit "$rc"

@@ -3,7 +3,7 @@
 #
 #   eval "$(scripts/engine.sh start)"   # reuse $DOCKER_HOST / /var/run/docker.sock, or start our own dockerd
 #   scripts/engine.sh env               # print the export line if an engine is reachable
-#   scripts/engine.sh stop              # stop the dockerd we started (if any)
+#   scripts/engine.sh stop              # stop the dockerd we started (if any), unmount its folders
 #
 # Only the `export DOCKER_HOST=...` line goes to stdout; all messages go to stderr.
 # Our own daemon runs with --iptables=false --bridge=none (works in unprivileged-ish
@@ -12,6 +12,8 @@
 set -euo pipefail
 
 DIR="${EDGEPROF_ENGINE_DIR:-/tmp/edgeprof-engine}"
+# shellcheck source=scripts/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 OWN_SOCK="$DIR/docker.sock"
 SYS_SOCK=/var/run/docker.sock
 
@@ -103,18 +105,25 @@ cmd_start() {
 
 cmd_stop() {
     local pid i
-    if ! pid="$(our_pid)"; then
+    if pid="$(our_pid)"; then
+        log "stopping dockerd (pid $pid)"
+        kill -TERM "$pid"
+        for i in $(seq 1 30); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "dockerd did not stop in 30 s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 1
+        fi
+        # its containerd and shims go with it; anything still holding our folder is ours too
+        pkill -f "containerd.*$DIR" 2>/dev/null || true
+        log "stopped"
+    else
         log "no dockerd started by us is running"
-        return 0
     fi
-    log "stopping dockerd (pid $pid)"
-    kill -TERM "$pid"
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || { log "stopped"; return 0; }
-        sleep 1
-    done
-    log "dockerd did not stop in 30 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
+    unmount_under "$DIR"
 }
 
 cmd_env() {

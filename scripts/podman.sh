@@ -29,6 +29,8 @@ SOCK="$DIR/podman.sock"
 HOST="unix://$SOCK"
 STORAGE_DRIVER="${EDGEPROF_PODMAN_STORAGE_DRIVER:-overlay}"
 IMAGE=edgeprof-test/busybox:latest
+# shellcheck source=scripts/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 log() { echo "podman.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -142,19 +144,25 @@ cmd_start() {
 
 cmd_stop() {
     local pid i
-    if ! pid="$(our_pid)"; then
+    if pid="$(our_pid)"; then
+        log "stopping podman service (pid $pid)"
+        kill -TERM "$pid"
+        for i in $(seq 1 20); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "podman service did not stop in 20 s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        rm -f "$DIR/podman.pid"
+        log "stopped"
+    else
         log "no podman service started by us is running"
-        return 0
     fi
-    log "stopping podman service (pid $pid)"
-    kill -TERM "$pid"
-    for i in $(seq 1 20); do
-        kill -0 "$pid" 2>/dev/null || { log "stopped"; rm -f "$DIR/podman.pid"; return 0; }
-        sleep 1
-    done
-    log "podman service did not stop in 20 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$DIR/podman.pid"
+    # conmon processes of containers it left, then the storage mounts
+    pkill -f "conmon.*$DIR" 2>/dev/null || true
+    unmount_under "$DIR"
 }
 
 cmd_env() {

@@ -92,7 +92,17 @@ def _spec(tmp: Path, name: str, app: str, extra_run: str = "", profiling: str = 
         (lib / "edgeprof").mkdir(parents=True)
         (lib / "edgeprof" / "__init__.py").write_text("")
         shutil.copy(ROOT / "src" / "edgeprof" / "client.py", lib / "edgeprof" / "client.py")
-        for mod in ("waggle", "pika", "wagglemsg"):
+        for mod in (
+            "waggle",
+            "pika",
+            "wagglemsg",
+            "datadog",
+            "requests",
+            "urllib3",
+            "idna",
+            "certifi",
+            "charset_normalizer",
+        ):
             spec = importlib.util.find_spec(mod)
             if spec is not None and spec.submodule_search_locations:
                 shutil.copytree(list(spec.submodule_search_locations)[0], lib / mod)
@@ -196,3 +206,63 @@ def test_udp_statsd_for_host_network_apps(engine: str, tmp_path: Path) -> None:
     fps = t["metrics"]["app.fps"]
     assert fps["count"] == 100 and fps["max"] == 99
     assert _stats(t)["udp_kernel_drops"] == 0
+
+
+DOGSTATSD_APP = r"""
+import time
+from datadog import DogStatsd
+s = DogStatsd(socket_path="/run/edgeprof/metrics.sock")  # the library's defaults otherwise
+for i in range(1200):                                     # a burst: as fast as it can send
+    s.increment("frames")
+s.gauge("temp_c", 20)
+s.gauge("temp_c", -3.5)
+b = DogStatsd(socket_path="/run/edgeprof/metrics.sock", disable_buffering=False)
+for i in range(20000):
+    b.increment("bytes", 1024, tags=["cam:left"])
+    b.decrement("credits")
+b.flush()
+s.event("warmed up", "model loaded", alert_type="info")
+print("dropped", s.packets_dropped, b.packets_dropped, flush=True)
+"""
+
+
+def test_dogstatsd_default_client_in_a_container(engine: str, tmp_path: Path) -> None:
+    """The issue's case: DogStatsd with its defaults, a 1,200-message burst over the socket.
+
+    Inside a container DogStatsd adds its origin field (``|c:…``) to every line, so its
+    signed gauges are read as values with the default dialect, no configuration needed."""
+    if importlib.util.find_spec("datadog") is None:
+        pytest.skip("datadog is not installed (pip install -e '.[dev]')")
+    spec = _spec(tmp_path, "dd", DOGSTATSD_APP)
+    db = tmp_path / "dd.db"
+    edgeprof("run", str(spec), db=db, check=0)
+    t = target(summary(db), "app")
+    m = t["metrics"]
+    assert m["app.frames.total"]["total"] == 1200
+    assert m["app.frames"]["count"] == 1200
+    assert m["app.bytes.total{cam=left}"]["total"] == 20000 * 1024
+    assert m["app.credits.total"]["total"] == -20000
+    assert m["app.temp_c"]["min"] == -3.5 and m["app.temp_c"]["max"] == 20  # values, not deltas
+    assert [e["message"] for e in t["events"] if e["kind"] == "app_event"] == [
+        "warmed up: model loaded"
+    ]
+    st = _stats(t)
+    assert st["rejected_total"] == 0
+    kinds = next(e for e in t["events"] if e["kind"] == "app_metric_kinds")
+    assert "counters" in kinds["message"] and "gauges" in kinds["message"]
+    logs = edgeprof("logs", "latest", "--db", f"sqlite:///{db}", check=0).stdout
+    assert "dropped 0 0" in logs  # the client's own count: it never met a full socket
+
+
+def test_spec_udp_port_for_a_container_off_the_host_network(engine: str, tmp_path: Path) -> None:
+    """Its socket works; the only thing said is the true one: UDP is not offered to it."""
+    app = "import os\nassert 'EDGEPROF_METRICS_UDP' not in os.environ\n" + STATSD_APP.split("# bad")[0]
+    spec = _spec(tmp_path, "udpoff", app, profiling="  app_metrics: {udp_port: 0}\n")
+    db = tmp_path / "uo.db"
+    edgeprof("run", str(spec), db=db, check=0)
+    t = target(summary(db), "app")
+    assert t["metrics"]["app.frames.total"]["total"] == 3
+    kinds = {e["kind"] for e in t["events"]}
+    assert "collector_unavailable" not in kinds
+    (note,) = [e for e in t["events"] if e["kind"] == "note"]
+    assert "not on the host network" in note["message"] and "socket works" in note["message"]
