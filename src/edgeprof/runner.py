@@ -442,8 +442,8 @@ def _run_target(run: _Run, tr: TargetRun, target_id: int) -> TargetResult:
     pre: list[Collector] = []
     t0 = time.monotonic()
     in_flight = False  # an exception is on its way out: cleanup errors must not mask it
-    ui.target_started(tr, timeout)
     try:
+        ui.target_started(tr, timeout)
         for g in run.groups:
             if g.phase == "before_start":
                 for c in run.collectors(g, env, ctx):

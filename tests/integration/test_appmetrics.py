@@ -256,7 +256,10 @@ def test_dogstatsd_default_client_in_a_container(engine: str, tmp_path: Path) ->
 
 def test_spec_udp_port_for_a_container_off_the_host_network(engine: str, tmp_path: Path) -> None:
     """Its socket works; the only thing said is the true one: UDP is not offered to it."""
-    app = "import os\nassert 'EDGEPROF_METRICS_UDP' not in os.environ\n" + STATSD_APP.split("# bad")[0]
+    app = (
+        "import os\nassert 'EDGEPROF_METRICS_UDP' not in os.environ\n"
+        + STATSD_APP.split("# bad")[0]
+    )
     spec = _spec(tmp_path, "udpoff", app, profiling="  app_metrics: {udp_port: 0}\n")
     db = tmp_path / "uo.db"
     edgeprof("run", str(spec), db=db, check=0)

@@ -60,7 +60,9 @@ def _inspect_when_running(label: str, out: dict, stop: threading.Event) -> None:
         ).stdout.split()
         if ids:
             time.sleep(1.0)  # httpd is up
-            info = json.loads(subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True).stdout)
+            info = json.loads(
+                subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True).stdout
+            )
             out["host_config"] = info[0]["HostConfig"]
             try:
                 with urllib.request.urlopen("http://127.0.0.1:18091/passwd", timeout=5) as r:
@@ -123,5 +125,9 @@ def test_sigterm_ignored_without_init_is_explained(engine: str, tmp_path: Path) 
     assert "ignored SIGTERM" in res.stdout and "run.init: true" in res.stdout
     s = summary(db)
     shell, init = target(s, "shell"), target(s, "init")
-    assert shell["exit_code"] == 137 and [e for e in shell["events"] if e["kind"] == "sigkill_after_grace"]
-    assert init["exit_code"] == 143 and not [e for e in init["events"] if e["kind"] == "sigkill_after_grace"]
+    assert shell["exit_code"] == 137 and [
+        e for e in shell["events"] if e["kind"] == "sigkill_after_grace"
+    ]
+    assert init["exit_code"] == 143 and not [
+        e for e in init["events"] if e["kind"] == "sigkill_after_grace"
+    ]

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -197,20 +198,56 @@ def test_oom_kill_recorded(engine: str, tmp_path: Path) -> None:
     assert t["exit_code"] == 137
 
 
-def test_engine_stats_api_fallback(engine: str, tmp_path: Path) -> None:
+API_SPEC = (
+    "name: api\nimage: edgeprof-test/busybox:latest\nprofiling:\n  interval: 0.2\n  targets:\n"
+    "    - name: burn\n      args: [sh, -c, 'while :; do :; done']\n      resources: {cpus: 0.5}\n"
+    "      timeout: 5\n"
+    "    - name: limited\n      args: [sleep, '3']\n      resources: {memory: 96m}\n"
+)
+
+
+@pytest.mark.parametrize("source", ["engine-api", "cgroup"])
+def test_stats_sources_agree(engine: str, tmp_path: Path, source: str) -> None:
     spec = tmp_path / "api.yaml"
-    spec.write_text(
-        "name: api\nimage: edgeprof-test/busybox:latest\nprofiling:\n  interval: 0.2\n  targets:\n"
-        "    - name: burn\n      args: [sh, -c, 'while :; do :; done']\n      resources: {cpus: 0.5}\n"
-        "      timeout: 5\n"
-    )
+    spec.write_text(API_SPEC)
     db = tmp_path / "api.db"
-    edgeprof("run", str(spec), "--stats-source", "engine-api", db=db, check=0)
+    res = edgeprof("run", str(spec), "--stats-source", source, db=db, check=0)
     t = target(summary(db), "burn")
-    assert any(e["kind"] == "low_resolution" for e in t["events"])
     cpu = t["metrics"]["cpu.percent"]
     assert 40 <= cpu["mean"] <= 60, cpu
-    assert cpu["count"] <= t["duration_s"] + 1  # one per second, whatever the interval
+    # an unlimited container has no memory limit, whichever source (not the host's RAM)
+    assert "memory.limit_bytes" not in t["metrics"]
+    lim = target(summary(db), "limited")["metrics"]["memory.limit_bytes"]
+    assert lim["min"] == lim["max"] == 96 * 2**20
+    if source == "engine-api":
+        assert any(e["kind"] == "low_resolution" for e in t["events"])
+        assert cpu["count"] <= t["duration_s"] + 1  # one per second, whatever the interval
+        assert "resolution is 1 s, not 0.2 s" in res.stdout  # said, not only stored
+
+
+def test_fast_sampling_never_shows_impossible_cpu(engine: str, tmp_path: Path) -> None:
+    """At 10 ms, a jiffy counter read per tick would show 0-400 % on this 2-CPU host."""
+    spec = tmp_path / "fast.yaml"
+    spec.write_text(
+        "name: fast\nimage: edgeprof-test/busybox:latest\nrun: {network: none}\n"
+        "profiling:\n  interval: 0.01\n  metrics: [container, system, process]\n  targets:\n"
+        "    - name: two\n      args: [sh, -c, 'while :; do :; done & while :; do :; done']\n"
+        "      timeout: 4\n"
+    )
+    db = tmp_path / "fast.db"
+    res = edgeprof("run", str(spec), db=db, check=0)
+    s = summary(db)
+    m = target(s, "two")["metrics"]
+    ncpu = os.cpu_count() or 1
+    for key in ("host.cpu.percent", "cpu.percent"):
+        assert m[key]["max"] <= 100 * ncpu, (key, m[key])
+        assert m[key]["count"] > 200
+    procs = [v for k, v in m.items() if k.startswith("process.cpu.percent{")]
+    assert procs and all(p["max"] <= 100 * ncpu for p in procs)
+    assert m["cpu.percent"]["mean"] > 150  # two busy loops on two CPUs (minus the profiler)
+    (ev,) = [e for e in s["run"]["events"] if e["kind"] == "rate_windows"]
+    assert ev["data"]["windows"]["host.cpu.percent"]["window_s"] == pytest.approx(0.1)
+    assert "host.cpu.percent over 100 ms windows" in res.stdout  # the summary says so
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
@@ -224,8 +261,6 @@ def test_signal_stores_everything_and_cleans_up(
         "    - name: never-reached\n      args: ['true']\n"
     )
     db = tmp_path / "long.db"
-    import os
-
     p = subprocess.Popen(
         [*EDGEPROF, "run", str(spec), "--db", f"sqlite:///{db}"],
         stdout=subprocess.PIPE,
@@ -242,6 +277,9 @@ def test_signal_stores_everything_and_cleans_up(
     assert s["run"]["status"] == "interrupted"
     t = target(s, "forever")
     assert t["status"] == "interrupted"
+    assert target(s, "never-reached")["status"] == "not_run"  # every planned target listed
+    rows = json.loads(edgeprof("runs", "--json", db=db, check=0).stdout)
+    assert rows[0]["targets"] == 2 and rows[0]["status"] == "interrupted"
     # samples up to the signal are stored: ~2.5 s at 10 Hz after the container started
     assert t["metrics"]["cpu.percent"]["count"] >= 15
     assert docker("ps", "-aq", "--filter", f"id={t['container_id']}").strip() == ""

@@ -40,7 +40,9 @@ class Listener:
             None if udp else self.path, udp_port=0 if udp else None, dialect=dialect
         )
         self.events: list[Event] = []
-        self.col.open(CollectContext(target="t", labels=(("target", "t"),), emit_event=self.events.append))
+        self.col.open(
+            CollectContext(target="t", labels=(("target", "t"),), emit_event=self.events.append)
+        )
         self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._drain), threading.Thread(target=self._busy)]
@@ -228,7 +230,9 @@ def hot_shots() -> Path:
     if node is None or npm is None:
         pytest.skip("node and npm are needed for npm's hot-shots")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeprof" / "npm"
-    if not (cache / "node_modules" / "unix-dgram" / "build" / "Release" / "unix_dgram.node").exists():
+    if not (
+        cache / "node_modules" / "unix-dgram" / "build" / "Release" / "unix_dgram.node"
+    ).exists():
         cache.mkdir(parents=True, exist_ok=True)
         (cache / "package.json").write_text('{"name": "edgeprof-test-clients", "private": true}')
         steps = [
@@ -248,7 +252,11 @@ def test_hot_shots_over_the_unix_socket(tmp_path: Path, hot_shots: Path) -> None
     script = hot_shots / "send.js"
     script.write_text(HOT_SHOTS)
     res = subprocess.run(
-        ["node", str(script), ln.path, "1200"], capture_output=True, text=True, timeout=120, cwd=hot_shots
+        ["node", str(script), ln.path, "1200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=hot_shots,
     )
     ln.close()
     assert res.returncode == 0, res.stderr

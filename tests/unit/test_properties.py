@@ -42,7 +42,7 @@ def test_any_text_never_raises(text: str) -> None:
 
 
 _statsd_tail = st.sampled_from(["|g", "|c", "|ms", "|h", "|d", "|s", "|c|@0.5", "|g|#a:b", "|x"])
-_junk = st.text(alphabet="abc:|#@,.-+0123456789\n{}\"eT_", max_size=300)
+_junk = st.text(alphabet='abc:|#@,.-+0123456789\n{}"eT_', max_size=300)
 
 
 @FAST

@@ -1,0 +1,183 @@
+"""The run lifecycle, driven through a scripted engine (no Docker): timeouts, SIGKILL after
+the grace, OOM, start failures, apps that exit at once, Ctrl-C at every step — and the
+container is removed every time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeprof.analyze.summary import summarize
+from edgeprof.engine.fake import FakeEngine, Script
+from edgeprof.errors import EngineError, StoreError
+from edgeprof.hostinfo import HostCaps
+from edgeprof.plan import TargetRun
+from edgeprof.runner import RunHooks, RunSettings, TargetResult, run_profile
+from edgeprof.spec import parse_spec
+from edgeprof.store import open_store
+
+SPEC = """
+name: life
+image: fake:latest
+profiling:
+  interval: 0.05
+  grace: 0.3
+  metrics: [container, system]
+  targets:
+{targets}
+"""
+
+
+def _run(tmp: Path, targets: str, engine: FakeEngine, hooks: RunHooks | None = None) -> Any:
+    loaded = parse_spec(SPEC.format(targets=targets), "life.yaml")
+    store = open_store(f"sqlite:///{tmp}/life.db")
+    try:
+        res = run_profile(
+            loaded, store, engine, RunSettings(reaper=False), hooks, caps=HostCaps(ncpu=2)
+        )
+    finally:
+        store.close()
+    return res
+
+
+def _summary(tmp: Path) -> Any:
+    store = open_store(f"sqlite:///{tmp}/life.db", readonly=True)
+    try:
+        return summarize(store, "latest")
+    finally:
+        store.close()
+
+
+def _kinds(t: Any) -> list[str]:
+    return [e.kind for e in t.events]
+
+
+def test_every_ending_recorded_and_every_container_removed(tmp_path: Path) -> None:
+    engine = FakeEngine(
+        {
+            "quick": Script(run_s=0.3, exit_code=0),
+            "fails": Script(run_s=0.2, exit_code=3),
+            "hang": Script(run_s=None),
+            "stubborn": Script(run_s=None, ignores_sigterm=True),
+            "oom": Script(run_s=0.2, oom=True),
+            "nostart": Script(start_error="no such runtime: nvidia"),
+            "instant": Script(exits_before_sampling=True, exit_code=0),
+        }
+    )
+    res = _run(
+        tmp_path,
+        "    - {name: quick}\n    - {name: fails}\n    - {name: hang, timeout: 0.4}\n"
+        "    - {name: stubborn, timeout: 0.4}\n    - {name: oom}\n    - {name: nostart}\n"
+        "    - {name: instant}\n",
+        engine,
+    )
+    assert engine.running() == []  # nothing left behind
+    got = {t.name: (t.status, t.exit_code) for t in res.targets}
+    assert got == {
+        "quick": ("exited", 0),
+        "fails": ("failed", 3),
+        "hang": ("timed_out", 143),
+        "stubborn": ("timed_out", 137),
+        "oom": ("oom_killed", 137),
+        "nostart": ("error", None),
+        "instant": ("exited", 0),
+    }
+    assert [t.name for t in res.failed] == ["fails", "oom", "nostart"]
+    s = _summary(tmp_path)
+    assert s.run.status == "completed"
+    assert "sigkill_after_grace" in _kinds(s.target("stubborn"))
+    assert "sigkill_after_grace" not in _kinds(s.target("hang"))
+    assert "no such runtime" in (s.target("nostart").error or "")
+    assert "exited_before_sampling" in _kinds(s.target("instant"))
+    quick = s.target("quick")
+    assert quick.gauge("cpu.percent") is not None  # sampled through the engine's stats API
+    assert {"target_started", "exited", "sampler_timing"} <= set(_kinds(quick))
+    # the stubborn one got SIGTERM, then SIGKILL after the grace
+    stubborn = next(
+        c for c in engine.containers.values() if c.req.labels["edgeprof.target"] == "stubborn"
+    )
+    assert stubborn.signals == ["SIGTERM", "SIGKILL"]
+
+
+class InterruptAt(RunHooks):
+    """Ctrl-C (KeyboardInterrupt) at one step of the run."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self.ticks = 0
+
+    def target_started(self, tr: TargetRun, timeout: float) -> None:
+        if self.step == "started" and tr.name == "b":
+            raise KeyboardInterrupt
+
+    def target_tick(self, tr: TargetRun, elapsed: float, latest: dict[str, float]) -> None:
+        self.ticks += 1
+        if self.step == "tick" and tr.name == "b" and self.ticks > 3:
+            raise KeyboardInterrupt
+
+    def target_ended(self, tr: TargetRun, result: TargetResult) -> None:
+        if self.step == "ended" and tr.name == "a":
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("step", ["started", "create", "tick", "ended"])
+def test_ctrl_c_at_each_step_stores_and_removes(tmp_path: Path, step: str) -> None:
+    engine = FakeEngine({"a": Script(run_s=0.2), "b": Script(run_s=None), "c": Script(run_s=0.1)})
+    if step == "create":
+
+        def on_start(req: Any) -> None:
+            if req.labels["edgeprof.target"] == "b":
+                raise KeyboardInterrupt
+
+        engine.on_start = on_start
+    with pytest.raises(KeyboardInterrupt):
+        _run(
+            tmp_path,
+            "    - {name: a}\n    - {name: b}\n    - {name: c}\n",
+            engine,
+            InterruptAt(step),
+        )
+    assert engine.running() == []
+    s = _summary(tmp_path)
+    assert s.run.status == "interrupted"
+    assert [t.name for t in s.targets] == ["a", "b", "c"]  # every planned target is listed
+    assert s.target("c").status == "not_run"
+    assert s.target("a").status == "exited"
+    if step != "ended":
+        assert s.target("b").status == "interrupted"
+
+
+class Flaky(FakeEngine):
+    """The engine fails in cleanup: logs cannot be read."""
+
+    def logs(self, handle: Any) -> tuple[str, str]:
+        raise EngineError("the engine hung up while reading logs")
+
+
+def test_cleanup_removes_the_container_even_when_a_step_fails(tmp_path: Path) -> None:
+    engine = Flaky({"a": Script(run_s=0.1)})
+    with pytest.raises(EngineError):
+        _run(tmp_path, "    - {name: a}\n", engine)
+    assert engine.running() == []
+    assert "remove" in engine.calls[-1]
+
+
+def test_a_database_that_fails_mid_run_is_one_sentence_and_no_container_stays(
+    tmp_path: Path,
+) -> None:
+    engine = FakeEngine({"a": Script(run_s=0.3)})
+    loaded = parse_spec(SPEC.format(targets="    - {name: a}\n"), "life.yaml")
+    store = open_store(f"sqlite:///{tmp_path}/gone.db")
+    real_update = store.update_target
+
+    def update(tid: int, **fields: Any) -> None:
+        if fields.get("status") == "running":
+            store.conn.close()  # as if the database went away under the run
+        real_update(tid, **fields)
+
+    store.update_target = update  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="the database at .* failed"):
+        run_profile(loaded, store, engine, RunSettings(reaper=False), caps=HostCaps(ncpu=2))
+    assert engine.running() == []
