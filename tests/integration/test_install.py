@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _requirements() -> list[str]:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """The ``dependencies = [...]`` of pyproject.toml (no tomllib on Python 3.10)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    block = text.split("\ndependencies = [", 1)[1].split("]", 1)[0]
+    return re.findall(r'"([^"]+)"', block)
 
 
 def _lowest(req: str) -> str:

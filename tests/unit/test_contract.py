@@ -23,8 +23,8 @@ from edgeprof.collect.gpu.tegrastats import TEGRASTATS_METRICS, parse_line
 from edgeprof.collect.host import HostCollector
 from edgeprof.collect.procs import ProcessCollector
 from edgeprof.collect.registry import GROUPS, KNOWN_GROUPS
-from edgeprof.engine.fake import FakeEngine, Script
 from edgeprof.engine.base import ContainerRequest
+from edgeprof.engine.fake import FakeEngine, Script
 from edgeprof.model import UNITS, Clock, MetricSpec, Sample, labels_of
 from edgeprof.sampler import Sampler
 from edgeprof.spec import Profiling

@@ -140,7 +140,7 @@ def test_counter_totals_are_the_sum_of_what_was_sent(increments: list[int]) -> N
 @given(st.text(max_size=3000))
 def test_tegrastats_any_line_never_raises(line: str) -> None:
     reading = parse_line(line)
-    for metric, labels, value in reading.values:
+    for metric, _labels, value in reading.values:
         assert isinstance(metric, str) and isinstance(value, float)
 
 
