@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+from edgeprof.stats import percentile  # noqa: E402
 
 os.environ.setdefault("DOCKER_HOST", "unix:///tmp/edgeprof-engine/docker.sock")
 
@@ -83,15 +85,8 @@ def ratio(peer: float | None, ours: float | None) -> str:
 
 
 def pct(vals: Sequence[float], q: float) -> float:
-    s = sorted(vals)
-    if not s:
-        return float("nan")
-    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
-    return s[k]
-
-
-def mean(vals: Sequence[float]) -> float:
-    return sum(vals) / len(vals) if vals else float("nan")
+    """The percentile edgeprof uses everywhere (edgeprof.stats)."""
+    return percentile(sorted(vals), q)
 
 
 # -- docker ------------------------------------------------------------------------------
@@ -251,37 +246,41 @@ class EdgeprofRun:
             self.proc.communicate(timeout=30)
         return self.proc.returncode
 
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db_path)
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Any]:
+        """The run's database through edgeprof's own store (read-only), never raw SQL."""
+        from edgeprof.store import open_store
+
+        s = open_store(f"sqlite:///{self.db_path}", readonly=True)
+        try:
+            yield s
+        finally:
+            s.close()
 
     def run_id(self) -> int:
-        with contextlib.closing(self.db()) as c:
-            return int(c.execute("SELECT max(id) FROM runs").fetchone()[0])
+        with self.store() as s:
+            return s.resolve_run("latest").id
 
     def timing(self) -> dict[str, float]:
-        with contextlib.closing(self.db()) as c:
-            row = c.execute(
-                "SELECT data FROM events WHERE kind = 'sampler_timing' ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-        return json.loads(row[0]) if row else {}
+        with self.store() as s:
+            evs = [e for e in s.events(s.resolve_run("latest").id) if e.kind == "sampler_timing"]
+        return evs[-1].data if evs else {}
 
     def samples(self, metric: str) -> list[tuple[float, float]]:
         """(wall seconds, value) of one metric of the target (no extra labels)."""
-        with contextlib.closing(self.db()) as c:
-            rows = c.execute(
-                "SELECT s.t_ns, s.value FROM samples s JOIN series se ON se.id = s.series_id"
-                " WHERE se.metric = ? ORDER BY s.t_ns",
-                (metric,),
-            ).fetchall()
-        return [(t / 1e9, v) for t, v in rows]
+        with self.store() as s:
+            run = s.resolve_run("latest").id
+            (series,) = [x for x in s.series(run) if x.metric == metric and len(x.labels) <= 1]
+            t, v = s.series_samples(series.id)
+        return [(a / 1e9, b) for a, b in zip(t, v, strict=True)]
 
     def sample_count(self) -> int:
-        with contextlib.closing(self.db()) as c:
-            return int(c.execute("SELECT count(*) FROM samples").fetchone()[0])
+        with self.store() as s:
+            return s.sample_count(s.resolve_run("latest").id)
 
     def series_count(self) -> int:
-        with contextlib.closing(self.db()) as c:
-            return int(c.execute("SELECT count(*) FROM series").fetchone()[0])
+        with self.store() as s:
+            return len(s.series(s.resolve_run("latest").id))
 
 
 def start_edgeprof(

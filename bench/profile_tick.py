@@ -20,15 +20,26 @@ from _common import BUSY_CMD, container, container_pid  # noqa: E402
 
 
 def open_collectors(cid: str, pid: int) -> list:
+    """The collectors the registry gives a container with these groups, opened."""
+    from edgeprof.cgroups import find_cgroup
     from edgeprof.collect.base import CollectContext
-    from edgeprof.collect.cgroup import CgroupCollector, NetCollector, find_cgroup
-    from edgeprof.collect.host import HostCollector
-    from edgeprof.collect.procs import ProcessCollector
+    from edgeprof.collect.registry import GroupEnv, selected
+    from edgeprof.hostinfo import detect
     from edgeprof.model import labels_of
 
-    ctx = CollectContext(target="t", labels=labels_of(target="t"), interval_s=0.01)
-    ctx.container_id, ctx.pid, ctx.cgroup = cid, pid, find_cgroup(pid)
-    cols = [CgroupCollector(), NetCollector(), HostCollector(), ProcessCollector()]
+    ctx = CollectContext(
+        target="t",
+        labels=labels_of(target="t"),
+        interval_s=0.01,
+        container_id=cid,
+        pid=pid,
+        cgroup=find_cgroup(pid),
+    )
+    env = GroupEnv(caps=detect())
+    cols = []
+    for g in selected(["container", "system", "process"]):
+        if g.phase == "after_start":
+            cols += g.factory(env)
     for c in cols:
         c.open(ctx)
     return cols
@@ -38,8 +49,9 @@ def per_tick(cols: list, n: int) -> tuple[float, float, int]:
     """(wall µs per tick, thread CPU µs per tick, samples per tick)."""
     from edgeprof.model import Clock
     from edgeprof.sampler import Sampler
+    from edgeprof.sinks import NullSink
 
-    s = Sampler(cols, 0.01, Clock(), lambda b: None)
+    s = Sampler(cols, 0.01, Clock(), NullSink())
     got = len(s.tick(time.time_ns()))
     c0, w0 = time.thread_time(), time.perf_counter()
     for _ in range(n):

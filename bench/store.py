@@ -13,9 +13,7 @@ clock) on that run: 1,000,000 samples (full and quick), 20,000 (smoke).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,29 +30,28 @@ def tick_template(wd: str) -> tuple[list[tuple[str, tuple[tuple[str, str], ...]]
     """The (metric, labels) of one real tick at 100 Hz, every group on, and ticks per second."""
     run = start_edgeprof(wd, "store-shape", BUSY_CMD, 0.01, timeout=2.0)
     run.wait()
-    with contextlib.closing(run.db()) as c:
-        series = c.execute("SELECT metric, labels FROM series ORDER BY id").fetchall()
-    tmpl = [(m, tuple(sorted(json.loads(lab).items()))) for m, lab in series]
+    with run.store() as s:
+        series = s.series(s.resolve_run("latest").id)
+    tmpl = [(x.metric, tuple(sorted(x.labels.items()))) for x in series]
     return tmpl, 100.0
 
 
 def ingest(db: str, tmpl: list[Any], n_samples: int) -> dict[str, Any]:
-    from edgeprof.model import Sample
-    from edgeprof.store.sql import BatchWriter, open_store
+    from edgeprof.model import MetricSpec, Sample
+    from edgeprof.store import BatchWriter, open_store
+    from edgeprof.store.base import RunInfo, TargetInfo
 
     store = open_store(f"sqlite:///{db}")
     run_id = store.begin_run(
-        spec_name="bench-store",
-        image="synthetic",
-        spec_path=None,
-        spec_text=None,
-        started_ns=time.time_ns(),
-        interval_s=0.01,
-        host={},
-        version="bench",
+        RunInfo(
+            spec_name="bench-store", image="synthetic", started_ns=time.time_ns(), interval_s=0.01
+        )
     )
-    tid = store.begin_target(run_id, 0, "t", [], {})
-    describe = {m: ("1", "counter" if m.endswith("_seconds") else "gauge") for m, _ in tmpl}
+    tid = store.begin_target(TargetInfo(run_id, 0, "t", []))
+    describe = [
+        MetricSpec(m, "1", "counter" if m.endswith("_seconds") else "gauge")
+        for m in {m for m, _ in tmpl}
+    ]
     ticks = max(1, n_samples // len(tmpl))
     t_ns = time.time_ns()
     # Build the batches first, so the timing is the writer's, not the batch building.
@@ -62,11 +59,12 @@ def ingest(db: str, tmpl: list[Any], n_samples: int) -> dict[str, Any]:
     for k in range(ticks):
         t = t_ns + k * 10_000_000
         batches.append([Sample(m, lab, t, float(k)) for m, lab in tmpl])
-    w = BatchWriter(store, run_id, tid, describe)
+    w = BatchWriter(store, run_id, tid)
+    w.describe(describe)
     c0 = time.process_time()
     t0 = time.perf_counter()
     for b in batches:
-        w(b)
+        w.write(b)
     w.close()
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
@@ -75,10 +73,10 @@ def ingest(db: str, tmpl: list[Any], n_samples: int) -> dict[str, Any]:
     store.close()
     return {
         "run_id": run_id,
-        "samples": w.written,
+        "samples": w.written(),
         "wall_s": wall,
         "cpu_s": cpu,
-        "rate": w.written / wall,
+        "rate": w.written() / wall,
         "per_tick": len(tmpl),
     }
 
@@ -104,8 +102,10 @@ def run(n_samples: int) -> dict[str, Any]:
         tmpl, hz = tick_template(wd)
         db = os.path.join(wd, "store.db")
         ing = ingest(db, tmpl, n_samples)
-        with contextlib.closing(sqlite3.connect(db)) as c:
-            stored = c.execute("SELECT count(*) FROM samples").fetchone()[0]
+        from edgeprof.store import open_store
+
+        with contextlib.closing(open_store(f"sqlite:///{db}", readonly=True)) as st:
+            stored = st.sample_count(ing["run_id"])
         summ = time_summary(db, ing["run_id"])
         # a tiny run for the fixed start-up cost of the CLI
         small = os.path.join(wd, "small.db")
