@@ -1,7 +1,11 @@
 """Publish app metrics to edgeprof: standard library only, one self-contained file.
 
-Use it from an app image either by installing edgeprof (``pip install edgeprof``; only this
-module is imported, nothing heavy) or by copying this single file next to your code as
+(Longer than edgeprof's other modules on purpose: apps copy this one file into their image,
+so it must hold everything — encoding, the non-blocking socket, the bounded buffer, the
+exit report — and import nothing else of edgeprof.)
+
+Use it from an app image either by installing edgeprof (see the README; only this module
+is imported, nothing heavy) or by copying this single file next to your code as
 ``edgeprof_client.py``. It works on Python 3.8 and later and has no dependencies::
 
     from edgeprof import client as ep          # or: import edgeprof_client as ep

@@ -6,8 +6,7 @@ import docker
 
 from edgeprof.engine.base import ContainerRequest
 from edgeprof.engine.docker import DockerEngine
-from edgeprof.plan import plan
-from edgeprof.runner import build_request
+from edgeprof.plan import build_request, plan
 from edgeprof.spec import parse_spec
 
 

@@ -14,9 +14,10 @@ from edgeprof.engine.fake import FakeEngine, Script
 from edgeprof.errors import EngineError, StoreError
 from edgeprof.hostinfo import HostCaps
 from edgeprof.plan import TargetRun
-from edgeprof.runner import RunHooks, RunSettings, TargetResult, run_profile
+from edgeprof.runner import RunSettings, run_profile
 from edgeprof.spec import parse_spec
 from edgeprof.store import open_store
+from edgeprof.target import RunHooks, TargetResult
 
 SPEC = """
 name: life

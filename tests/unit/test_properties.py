@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeprof.collect.app.aggregate import Aggregator
-from edgeprof.collect.app.wire import MAX_DATAGRAM, parse_datagram
+from edgeprof.collect.app.messages import MAX_DATAGRAM
+from edgeprof.collect.app.wire import parse_datagram
 from edgeprof.collect.gpu.tegrastats import parse_line
 
 T = 1_720_000_000_000_000_000

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from edgeprof.plan import TargetRun
 from edgeprof.report.terminal import fmt_bytes, make_console
-from edgeprof.runner import RunHooks, TargetResult
+from edgeprof.target import RunHooks, TargetResult
 
 
 def _live(latest: dict[str, float]) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from edgeprof.collect.app.wire import REASONS, AppMessage, Meta, Rejection
+from edgeprof.collect.app.messages import REASONS, AppMessage, Meta, Rejection
 from edgeprof.model import Event, Labels, MetricSpec, Sample
 
 EVENTS_PER_REASON = 5

@@ -28,7 +28,8 @@ from typing import Any
 
 from edgeprof.collect.app import pump
 from edgeprof.collect.app.aggregate import Aggregator
-from edgeprof.collect.app.wire import AppMessage, Rejection, parse_datagram
+from edgeprof.collect.app.messages import AppMessage, Rejection
+from edgeprof.collect.app.wire import parse_datagram
 from edgeprof.collect.base import BaseCollector, CollectContext, ContainerSetup
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import Clock, Event, MetricSpec, Sample

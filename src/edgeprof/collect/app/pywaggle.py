@@ -16,7 +16,14 @@ import re
 from typing import Any
 
 from edgeprof.collect.app.aggregate import EVENTS_PER_REASON
-from edgeprof.collect.app.wire import REASONS, app_name, check_meta, excerpt, name_problem, number
+from edgeprof.collect.app.messages import (
+    REASONS,
+    app_name,
+    check_meta,
+    excerpt,
+    name_problem,
+    number,
+)
 from edgeprof.collect.base import BaseCollector, CollectContext, ContainerSetup
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import Clock, Event, EventKind, Labels, MetricSpec, Sample

@@ -1,105 +1,24 @@
 """NVIDIA GPUs through NVML (nvidia-ml-py): groups ``gpu-summary`` and ``gpu-process``.
 
-:class:`Nvml` wraps the module the way nvitop does: it initialises on first use, and a call
-the GPU does not support (``NVMLError_NotSupported``) — or any other NVML error while
-sampling — becomes a missing value (``None``), never an exception. The module is injectable
-(``Nvml(nvml=stand_in)``) so tests replay recorded values without a GPU.
+NVML is called through the lazy :class:`~.nvml_lib.Nvml` helper, where an unsupported call
+is a missing value, never an exception.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from typing import Any
 
 from edgeprof.cgroups import cgroup_procs
 from edgeprof.collect.base import BaseCollector, CollectContext
+from edgeprof.collect.gpu.nvml_lib import Nvml, text
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import Labels, MetricSpec, Sample, labels_of
 
-log = logging.getLogger(__name__)
+__all__ = ["Nvml", "NvmlProcessCollector", "NvmlSummaryCollector", "nvml_host_details"]
 
 MHZ = 1_000_000.0
-_NOT_SUPPORTED = 3  # NVML_ERROR_NOT_SUPPORTED
-
-
-class Nvml:
-    """Lazy NVML helper: ``init()`` once, then ``call(name, *args)`` → value or None."""
-
-    def __init__(self, nvml: Any = None) -> None:
-        self._mod = nvml
-        self._initialised = False
-        self._unsupported: set[tuple[str, Any]] = set()
-
-    @property
-    def mod(self) -> Any:
-        if self._mod is None:
-            try:
-                import pynvml
-            except ImportError as e:
-                raise CollectorUnavailable(
-                    f"NVML not available: nvidia-ml-py is not installed ({e})"
-                ) from e
-            self._mod = pynvml
-        return self._mod
-
-    def init(self) -> None:
-        if self._initialised:
-            return
-        mod = self.mod
-        try:
-            mod.nvmlInit()
-        except Exception as e:  # NVMLError_LibraryNotFound, DriverNotLoaded, …
-            raise CollectorUnavailable(f"NVML not available: {_describe(e)}") from e
-        self._initialised = True
-
-    def shutdown(self) -> None:
-        if self._initialised:
-            self._initialised = False
-            try:
-                self.mod.nvmlShutdown()
-            except Exception as e:
-                log.debug("nvmlShutdown failed: %s", e)
-
-    def _is_not_supported(self, e: BaseException) -> bool:
-        cls = getattr(self.mod, "NVMLError_NotSupported", None)
-        if isinstance(cls, type) and isinstance(e, cls):
-            return True
-        code = getattr(self.mod, "NVML_ERROR_NOT_SUPPORTED", _NOT_SUPPORTED)
-        return getattr(e, "value", None) == code
-
-    def call(self, name: str, *args: Any) -> Any:
-        """Call ``nvml<name>``; None when unsupported or failing (remembered per handle)."""
-        key = (name, args[0] if args else None)
-        if key in self._unsupported:
-            return None
-        fn = getattr(self.mod, name, None)
-        if fn is None:
-            self._unsupported.add(key)
-            return None
-        try:
-            return fn(*args)
-        except Exception as e:
-            if self._is_not_supported(e):
-                self._unsupported.add(key)
-            else:
-                log.debug("%s failed: %s", name, _describe(e))
-            return None
-
-    def const(self, name: str, default: int) -> int:
-        return int(getattr(self.mod, name, default))
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
-    return text
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 class _NvmlBase(BaseCollector):
@@ -121,8 +40,8 @@ class _NvmlBase(BaseCollector):
             h = self.nvml.call("nvmlDeviceGetHandleByIndex", i)
             if h is None:
                 continue
-            uuid = _text(self.nvml.call("nvmlDeviceGetUUID", h) or "")
-            name = _text(self.nvml.call("nvmlDeviceGetName", h) or "")
+            uuid = text(self.nvml.call("nvmlDeviceGetUUID", h) or "")
+            name = text(self.nvml.call("nvmlDeviceGetName", h) or "")
             handles.append((i, h, labels_of(base, gpu=str(i), uuid=uuid, name=name)))
         if not handles:
             self.nvml.shutdown()
@@ -393,8 +312,8 @@ def nvml_host_details(nvml: Any = None) -> dict[str, Any]:
             gpus.append(
                 {
                     "index": i,
-                    "name": _text(n.call("nvmlDeviceGetName", h) or ""),
-                    "uuid": _text(n.call("nvmlDeviceGetUUID", h) or ""),
+                    "name": text(n.call("nvmlDeviceGetName", h) or ""),
+                    "uuid": text(n.call("nvmlDeviceGetUUID", h) or ""),
                     "memory_total_bytes": getattr(mem, "total", None),
                 }
             )
@@ -407,7 +326,7 @@ def nvml_host_details(nvml: Any = None) -> dict[str, Any]:
             "gpu": "nvidia",
             "gpus": gpus,
             "model": gpus[0]["name"],
-            "driver_version": None if driver is None else _text(driver),
+            "driver_version": None if driver is None else text(driver),
             "cuda_driver_version": cuda_text,
         }
     finally:
