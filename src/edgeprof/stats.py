@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def percentile(sorted_vals: Sequence[float], q: float) -> float:
@@ -23,24 +24,39 @@ def percentile(sorted_vals: Sequence[float], q: float) -> float:
     return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * frac
 
 
-def describe(values: Iterable[float]) -> dict[str, float]:
-    """mean, min, p50, p95, p99, max and count of the values (at least one)."""
-    vals = sorted(values)
+def describe(values: Iterable[float] | Any) -> dict[str, float]:
+    """mean, min, p50, p95, p99, max and count of the values (at least one); a numpy array
+    is summarised in numpy (a million values in milliseconds)."""
+    if hasattr(values, "dtype"):
+        import numpy as np
+
+        arr = np.sort(np.asarray(values, dtype=np.float64))
+        mean = math.fsum(arr.tolist()) / len(arr) if len(arr) < 4096 else float(arr.mean())
+        vals: Any = arr
+    else:
+        vals = sorted(values)
+        mean = math.fsum(vals) / len(vals)
     n = len(vals)
     return {
-        "mean": math.fsum(vals) / n,
-        "min": vals[0],
-        "p50": percentile(vals, 0.50),
-        "p95": percentile(vals, 0.95),
-        "p99": percentile(vals, 0.99),
-        "max": vals[-1],
+        "mean": mean,
+        "min": float(vals[0]),
+        "p50": float(percentile(vals, 0.50)),
+        "p95": float(percentile(vals, 0.95)),
+        "p99": float(percentile(vals, 0.99)),
+        "max": float(vals[-1]),
         "count": n,
     }
 
 
-def counter_increase(vals: Sequence[float]) -> float:
+def counter_increase(vals: Sequence[float] | Any) -> float:
     """Increase of a monotonic counter over time-ordered values; a drop is a reset (the
     counter restarted from zero), so the value after it counts in full."""
+    if hasattr(vals, "dtype"):
+        import numpy as np
+
+        a = np.asarray(vals, dtype=np.float64)
+        d = np.diff(a)
+        return float(np.where(d >= 0, d, a[1:]).sum())
     total = 0.0
     prev = vals[0]
     for v in vals[1:]:

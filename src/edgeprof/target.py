@@ -360,6 +360,7 @@ def finish_target(
     else:
         for c in pre:
             best_effort(c.close)
+    run.writer.end_target(res.target_id)  # its series are complete: final chunks
     best_effort(run.writer.flush, errors)
     res.samples = run.writer.written(res.target_id)
     if handle is not None:

@@ -339,3 +339,39 @@ def test_run_bad_stats_source(tmp_path: Path) -> None:
     (tmp_path / "valid.yaml").write_text(VALID_SPEC)
     line = _one_line_error(edgeprof("run", "valid.yaml", "--stats-source", "magic", cwd=tmp_path))
     assert "'magic'" in line and "engine-api" in line
+
+
+def test_migrate_an_old_database_with_progress(tmp_path: Path) -> None:
+    """A database of the first release (one row a sample) is migrated in place, with
+    progress shown, and every old sample reads back exactly."""
+    import random
+    import sqlite3
+
+    from test_store import V1_SCHEMA
+
+    db = tmp_path / "old.db"
+    c = sqlite3.connect(db)
+    for stmt in V1_SCHEMA[:-1]:  # the schema and one run, without its two samples
+        c.execute(stmt)
+    rng = random.Random(3)
+    rows = [
+        (1, 1_000 + i * 10_000_000, rng.choice([rng.random() * 100, float(i)]))
+        for i in range(150_000)
+    ]
+    c.executemany("INSERT INTO samples VALUES (?, ?, ?)", rows)
+    c.commit()
+    c.close()
+    url = f"sqlite:///{db}"
+    line = _one_line_error(edgeprof("summary", "1", "--db", url, cwd=tmp_path))
+    assert "edgeprof migrate" in line  # reading never migrates
+    res = edgeprof("migrate", "--db", url, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "migrated from schema version 1 to 3" in res.stdout
+    progress = [x for x in res.stderr.splitlines() if "migrating samples to chunks" in x]
+    assert len(progress) >= 5 and progress[-1].endswith("100 % (150,000 of 150,000)")
+    store = open_store(url, readonly=True)
+    t, v = store.series_samples(1)
+    store.close()
+    assert t.tolist() == [r[1] for r in rows] and v.tolist() == [r[2] for r in rows]
+    res = edgeprof("migrate", "--db", url, cwd=tmp_path)
+    assert "is at schema version 3 already" in res.stdout

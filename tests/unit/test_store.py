@@ -119,7 +119,7 @@ def test_run_target_series_events_logs_roundtrip(tmp_path: Path) -> None:
     assert thr.unit is None and thr.labels == {"pid": "7", "target": "t1"}
 
     values = store.series_values(run_id)
-    assert values[mem.id] == GAUGE
+    assert values[mem.id].tolist() == GAUGE
     assert sum(len(v) for v in values.values()) == 11 + 4 + 11 + 1
     assert len(list(store.iter_samples(run_id))) == 27
 
@@ -202,7 +202,7 @@ def test_batch_writer_commits_while_running(tmp_path: Path) -> None:
     seen = 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < 3:
-        seen = other.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        seen = other.execute("SELECT COALESCE(SUM(n), 0) FROM chunks").fetchone()[0]
         if seen:
             break
         time.sleep(0.02)
@@ -213,7 +213,9 @@ def test_batch_writer_commits_while_running(tmp_path: Path) -> None:
     assert w.written(tid) == 2 == w.written()
     w.write([Sample("memory.usage_bytes", T1, 3, 3.0)])
     w.close()  # a clean stop loses nothing
-    assert other.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 3
+    assert other.execute("SELECT SUM(n) FROM chunks").fetchone()[0] == 3
+    # and leaves only final (compressed) chunks behind: no write-ahead form
+    assert other.execute("SELECT COUNT(*) FROM chunks WHERE mode = 0").fetchone()[0] == 0
     other.close()
     store.close()
 
@@ -226,9 +228,8 @@ def test_batch_writer_flushes_everything_on_close(tmp_path: Path) -> None:
         w.write([Sample("app.fps", (), i, float(i))])
     w.close()
     assert w.written() == 100
-    assert store.series_values(run_id) == {
-        store.series(run_id)[0].id: [float(i) for i in range(100)]
-    }
+    ((sid, values),) = store.series_values(run_id).items()
+    assert sid == store.series(run_id)[0].id and values.tolist() == [float(i) for i in range(100)]
     store.close()
 
 
@@ -593,3 +594,112 @@ def test_redact_url(url: str, shown: str) -> None:
     from edgeprof.store import redact_url
 
     assert redact_url(url) == shown
+
+
+# -- the chunked layout --------------------------------------------------------------------
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_bits = st.integers(min_value=0, max_value=2**64 - 1).map(
+    lambda b: float(__import__("numpy").array([b], dtype="uint64").view("float64")[0])
+)
+_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), _bits, st.integers(-(2**60), 2**60).map(float)
+)
+_times = st.integers(min_value=946_684_800 * 10**9, max_value=7_258_118_399 * 10**9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(_times, _values), min_size=1, max_size=3000), min_size=1, max_size=4
+    )
+)
+def test_exact_round_trip_of_random_series(series: list[list[tuple[int, float]]]) -> None:
+    """Every value comes back bit for bit, every timestamp to the nanosecond, in order."""
+    import numpy as np
+
+    store = open_store("sqlite:///:memory:")
+    run_id = _begin(store)
+    w = BatchWriter(store, run_id, None, flush_s=0.05)
+    for i, samples in enumerate(series):
+        lab = labels_of(k=str(i))
+        for j in range(0, len(samples), 700):  # several batches: open and final chunks
+            w.write([Sample("m", lab, t, v) for t, v in samples[j : j + 700]])
+    w.close()
+    by_key = {tuple(sorted(s.labels.items())): s.id for s in store.series(run_id)}
+    for i, samples in enumerate(series):
+        t, v = store.series_samples(by_key[(("k", str(i)),)])
+        assert t.tolist() == [x for x, _ in samples]
+        want = np.array([x for _, x in samples], dtype=np.float64).view(np.uint64)
+        assert np.array_equal(v.view(np.uint64), want)
+    exported = list(store.iter_samples(run_id))
+    assert len(exported) == sum(len(s) for s in series)
+    assert [x[1] for x in exported] == sorted(x[1] for x in exported)
+    store.close()
+
+
+KILLED_AT_100HZ = r"""
+import os, sys, time
+from edgeprof.model import Sample, labels_of, MetricSpec
+from edgeprof.store import BatchWriter, open_store
+from edgeprof.store.base import RunInfo
+store = open_store("sqlite:///" + sys.argv[1])
+run = store.begin_run(RunInfo(spec_name="k", image="i", started_ns=1, interval_s=0.01))
+w = BatchWriter(store, run, None)   # flushes every 0.5 s, as in a run
+lab = labels_of(target="t")
+t0 = time.time_ns()
+for k in range(100_000):
+    t = t0 + k * 10_000_000
+    w.write([Sample(f"m{i}", lab, t, float(k)) for i in range(37)])
+    if k == 300:  # 3 s of ticks written: die without warning
+        print(k, flush=True)
+        time.sleep(0.02)
+        os.kill(os.getpid(), 9)
+    time.sleep(0.01)
+"""
+
+
+def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    res = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_100HZ, str(db)], capture_output=True, text=True
+    )
+    assert res.returncode == -9, res.stderr
+    store = open_store(f"sqlite:///{db}", readonly=True)
+    run = store.resolve_run("latest").id
+    values = store.series_values(run)
+    store.close()
+    assert len(values) == 37
+    kept = [len(v) for v in values.values()]
+    assert min(kept) >= 301 - 100  # at most one second (100 ticks) missing
+    assert all(v.tolist() == [float(k) for k in range(len(v))] for v in values.values())
+
+
+def test_a_100hz_run_takes_few_bytes_per_sample(tmp_path: Path) -> None:
+    """The timestamps of a tick are stored once; counters and constants cost next to nothing."""
+    import random
+
+    db = tmp_path / "dense.db"
+    store = open_store(f"sqlite:///{db}")
+    run_id = _begin(store)
+    w = BatchWriter(store, run_id, None)
+    rng = random.Random(7)
+    t, cpu = 1_700_000_000 * 10**9, 0.0
+    for _ in range(6000):  # 60 s at 100 Hz, 30 series
+        t += 10_000_000 + rng.randint(-50_000, 50_000)
+        cpu += rng.randint(2, 3) * 0.004
+        batch = [
+            Sample("cpu.usage_seconds", T1, t, cpu),
+            Sample("cpu.percent", T1, t, rng.random() * 100),
+        ]
+        batch += [Sample(f"g{i}", T1, t, float(1000 + i)) for i in range(28)]
+        w.write(batch)
+    w.close()
+    n = store.sample_count(run_id)
+    store.close()
+    size = sum(p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith("dense.db"))
+    assert n == 6000 * 30
+    assert size / n < 8.0, size / n

@@ -7,6 +7,8 @@ app's StatsD counter, which starts at zero and may go down).
 
 from __future__ import annotations
 
+from typing import Any
+
 from edgeprof.analyze.model import (
     CounterStats,
     EventInfo,
@@ -29,12 +31,12 @@ def series_key(metric: str, labels: dict[str, str]) -> str:
     return f"{metric}{{{inner}}}"
 
 
-def metric_stats(store: Store, s: SeriesRecord, vals: list[float]) -> MetricStats:
+def metric_stats(s: SeriesRecord, vals: Any) -> MetricStats:
+    """Statistics of one series' values, in the order they were written."""
     if s.kind in ("counter", "total"):
-        # one query's values come in no promised order; a counter's total needs time order
-        ordered = store.ordered_values(s.id)
-        total = ordered[-1] if s.kind == "total" else counter_increase(ordered)
-        return CounterStats(total=total, last=ordered[-1], count=len(ordered), unit=s.unit)
+        last = float(vals[-1])
+        total = last if s.kind == "total" else counter_increase(vals)
+        return CounterStats(total=total, last=last, count=len(vals), unit=s.unit)
     st = describe(vals)
     return GaugeStats(
         mean=st["mean"],
@@ -62,8 +64,8 @@ def summarize(store: Store, run_ref: str | int) -> RunSummary:
         metrics: dict[str, MetricStats] = {}
         for s in by_target.get(t.id, []):
             vals = values.get(s.id)
-            if vals:
-                metrics[series_key(s.metric, s.labels)] = metric_stats(store, s, vals)
+            if vals is not None and len(vals):
+                metrics[series_key(s.metric, s.labels)] = metric_stats(s, vals)
         out.append(
             TargetSummary(
                 name=t.name,

@@ -100,7 +100,42 @@ def open_for_reading(db: str | None) -> Any:
     return store
 
 
+class MigrationProgress:
+    """Shows a migration that moves data: a bar on a terminal, a line per tenth elsewhere;
+    nothing for small databases."""
+
+    MIN_SAMPLES = 100_000
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        self._tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < self.MIN_SAMPLES:
+            return
+        if sys.stderr.isatty():
+            if self._bar is None:
+                from rich.progress import Progress
+
+                self._bar = Progress(transient=False)
+                self._bar.start()
+                self._task = self._bar.add_task("migrating samples to chunks", total=total)
+            self._bar.update(self._task, completed=done)
+            if done >= total:
+                self._bar.stop()
+            return
+        tenth = done * 10 // total
+        if tenth > self._tenth:
+            self._tenth = tenth
+            print(
+                f"edgeprof: migrating samples to chunks: {tenth * 10} % ({done:,} of {total:,})",
+                file=sys.stderr,
+            )
+
+
 def open_for_writing(db: str | None) -> Any:
+    """The store, created or migrated (with a progress display when that moves much data)."""
     from edgeprof.store import open_store
 
-    return open_store(db_url(db))
+    return open_store(db_url(db), progress=MigrationProgress())

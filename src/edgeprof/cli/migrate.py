@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from edgeprof.cli.common import add_db, db_url
+from edgeprof.cli.common import add_db, db_url, open_for_writing
 
 NAME = "migrate"
 
@@ -24,12 +24,11 @@ def add(sub: Any) -> None:
 
 def main(ns: argparse.Namespace) -> int:
     from edgeprof.errors import StoreError
-    from edgeprof.store import open_store
 
     url = db_url(ns.db)
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
         raise StoreError(f"no database at {url[len('sqlite:///') :]}; nothing to migrate")
-    store = open_store(url)
+    store = open_for_writing(ns.db)
     before, after = store.migrated
     store.close()
     if before == after:

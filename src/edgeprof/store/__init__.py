@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from edgeprof.errors import StoreError
 from edgeprof.store.base import Store
+from edgeprof.store.migrate import Progress
 from edgeprof.store.schema import Dialect, PgDialect
 from edgeprof.store.sql import SQLStore
 from edgeprof.store.writer import BatchWriter
@@ -23,12 +24,13 @@ DEFAULT_DB = "sqlite:///./edgeprof.db"
 __all__ = ["DEFAULT_DB", "BatchWriter", "SQLStore", "Store", "open_store", "redact_url"]
 
 
-def open_store(url: str, readonly: bool = False) -> SQLStore:
-    """Open (and, unless ``readonly``, create or migrate) the store named by ``url``."""
+def open_store(url: str, readonly: bool = False, progress: Progress | None = None) -> SQLStore:
+    """Open (and, unless ``readonly``, create or migrate) the store named by ``url``;
+    ``progress(done, total)`` follows a migration that moves data."""
     if url.startswith("sqlite://"):
-        return _open_sqlite(url, readonly)
+        return _open_sqlite(url, readonly, progress)
     if url.startswith(("postgresql://", "postgres://")):
-        return _open_postgres(url, readonly)
+        return _open_postgres(url, readonly, progress)
     hint = "use sqlite:///path/to/file.db or postgresql://user@host/db"
     if url and "://" not in url:
         p = os.path.abspath(url)
@@ -48,7 +50,7 @@ def _sqlite_path(url: str) -> str:
     return ":memory:" if path in ("", ":memory:") else path
 
 
-def _open_sqlite(url: str, readonly: bool) -> SQLStore:
+def _open_sqlite(url: str, readonly: bool, progress: Progress | None = None) -> SQLStore:
     path = _sqlite_path(url)
     if path != ":memory:" and readonly:
         return _open_sqlite_readonly(url, path)
@@ -67,7 +69,7 @@ def _open_sqlite(url: str, readonly: bool) -> SQLStore:
         conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        return SQLStore(conn, Dialect, url)
+        return SQLStore(conn, Dialect, url, progress=progress)
     except sqlite3.DatabaseError as e:
         raise StoreError(
             f"cannot open database {path}: {e}; is it an edgeprof SQLite file?"
@@ -121,7 +123,7 @@ def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
     raise StoreError(f"cannot open database {path}: {last}; is it an edgeprof SQLite file?")
 
 
-def _open_postgres(url: str, readonly: bool) -> SQLStore:
+def _open_postgres(url: str, readonly: bool, progress: Progress | None = None) -> SQLStore:
     try:
         import psycopg
     except ImportError:
@@ -138,7 +140,7 @@ def _open_postgres(url: str, readonly: bool) -> SQLStore:
         ) from None
     if readonly:
         conn.read_only = True
-    return SQLStore(conn, PgDialect, shown, readonly=readonly)
+    return SQLStore(conn, PgDialect, shown, readonly=readonly, progress=progress)
 
 
 def redact_text(text: str, url: str) -> str:

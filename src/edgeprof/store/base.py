@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from edgeprof.model import Event, Labels
+from edgeprof.store.chunks import ChunkRow
 
 RunStatus = Literal["running", "completed", "interrupted", "error", "crashed"]
 
@@ -162,7 +163,17 @@ class Store(Protocol):
         kind: str | None = None,
     ) -> int: ...
 
-    def write_rows(self, rows: Sequence[tuple[int, int, float]]) -> None: ...
+    def add_timeblock(self, n: int, t0_ns: int, t1_ns: int, ts: bytes) -> int:
+        """A timestamp array shared by the chunks of series sampled at the same ticks."""
+        ...
+
+    def write_chunks(self, rows: Sequence[ChunkRow]) -> None:
+        """Chunk rows of :mod:`.chunks`; not committed (see ``commit``)."""
+        ...
+
+    def drop_open_chunks(self, series_ids: Sequence[int]) -> None:
+        """Delete the open chunks of these series (replaced by a final one)."""
+        ...
 
     def write_events(self, run_id: int, rows: Sequence[tuple[int | None, Event]]) -> None:
         """``(target_id, event)`` rows; not committed (see ``commit``)."""
@@ -188,16 +199,20 @@ class Store(Protocol):
 
     def series(self, run_id: int) -> list[SeriesRecord]: ...
 
-    def series_values(self, run_id: int) -> dict[int, list[float]]:
-        """All sample values of a run by series id (no promised order within a series)."""
+    def series_arrays(self, run_id: int) -> dict[int, tuple[Any, Any]]:
+        """series id → (timestamps int64, values float64) numpy arrays, in write order."""
         ...
 
-    def ordered_values(self, series_id: int) -> list[float]:
-        """One series' values in time order."""
+    def series_values(self, run_id: int) -> dict[int, Any]:
+        """All sample values of a run by series id (numpy arrays, write order)."""
         ...
 
-    def series_samples(self, series_id: int) -> tuple[list[int], list[float]]:
-        """One series' timestamps and values, in time order."""
+    def series_samples(self, series_id: int) -> tuple[Any, Any]:
+        """One series' timestamps and values (numpy arrays), in the order written."""
+        ...
+
+    def ordered_values(self, series_id: int) -> Any:
+        """One series' values in the order written (time order, for the sampler's)."""
         ...
 
     def iter_samples(self, run_id: int) -> Iterator[tuple[int, int, float]]:

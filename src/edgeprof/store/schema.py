@@ -1,23 +1,32 @@
 """The one portable SQL schema (SQLite and PostgreSQL), its version and its migrations.
 
 A new database is created at :data:`SCHEMA_VERSION` directly; an older one is brought up
-step by step with :data:`MIGRATIONS` (``version → statements from version-1``), in place,
-when it is opened for writing (or by ``edgeprof migrate``). ``{pk}`` and ``{real}`` are
-filled in per dialect.
+step by step with :data:`MIGRATIONS` (``version → statements from version-1``; a step that
+moves data names a function of :mod:`.migrate`), in place, when it is opened for writing
+or by ``edgeprof migrate``. ``{pk}``, ``{real}`` and ``{blob}`` are filled in per dialect.
 
 Versions: 1 — runs, targets, series, samples (one row each), events, logs. 2 — the run's
 ``owner`` (host, pid and its start time, boot id), to tell a run whose profiler died.
+3 — samples in compressed chunks (:mod:`.codec`): ``chunks`` holds a series' values,
+``timeblocks`` the timestamp arrays that series sampled at the same ticks share; the
+``samples`` table is converted and dropped.
+
+A chunk is *final* (values encoded, timestamps in a time block) or *open*: the write-ahead
+form of the newest samples of a series, raw little-endian arrays (``mode`` 0, timestamps
+inline), written at every flush of the batch writer and replaced by a final chunk once the
+series has gathered enough samples (or its target ended). Readers treat both alike.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Dialect:
     name = "sqlite"
     pk = "INTEGER PRIMARY KEY AUTOINCREMENT"
     real = "REAL"
+    blob = "BLOB"
     param = "?"
 
 
@@ -25,7 +34,34 @@ class PgDialect(Dialect):
     name = "postgresql"
     pk = "BIGSERIAL PRIMARY KEY"
     real = "DOUBLE PRECISION"
+    blob = "BYTEA"
     param = "%s"
+
+
+CHUNK_TABLES = [
+    """CREATE TABLE IF NOT EXISTS timeblocks (
+        id {pk},
+        n INTEGER NOT NULL,
+        t0_ns BIGINT NOT NULL,
+        t1_ns BIGINT NOT NULL,
+        ts {blob} NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS chunks (
+        id {pk},
+        series_id BIGINT NOT NULL,
+        timeblock_id BIGINT,
+        n INTEGER NOT NULL,
+        t0_ns BIGINT NOT NULL,
+        t1_ns BIGINT NOT NULL,
+        vmin {real},
+        vmax {real},
+        vsum {real},
+        mode INTEGER NOT NULL,
+        ts {blob},
+        vals {blob} NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS chunks_series ON chunks (series_id, id)",
+]
 
 
 SCHEMA = [
@@ -69,12 +105,7 @@ SCHEMA = [
         unit TEXT,
         kind TEXT
     )""",
-    """CREATE TABLE IF NOT EXISTS samples (
-        series_id BIGINT NOT NULL,
-        t_ns BIGINT NOT NULL,
-        value {real} NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS samples_series ON samples (series_id, t_ns)",
+    *CHUNK_TABLES,
     "CREATE INDEX IF NOT EXISTS series_run ON series (run_id, target_id)",
     "CREATE INDEX IF NOT EXISTS targets_run ON targets (run_id)",
     """CREATE TABLE IF NOT EXISTS events (
@@ -96,4 +127,6 @@ SCHEMA = [
 
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN owner TEXT"],
+    3: [*CHUNK_TABLES, "@samples_to_chunks", "DROP TABLE samples"],
 }
+"""Statements per version; ``@name`` runs the function ``name`` of :mod:`.migrate`."""

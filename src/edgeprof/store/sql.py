@@ -15,8 +15,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from edgeprof.errors import StoreError
 from edgeprof.model import Event, Labels
+from edgeprof.store import chunks, codec
 from edgeprof.store.base import (
     TARGET_FIELDS,
     EventRecord,
@@ -27,6 +30,8 @@ from edgeprof.store.base import (
     TargetInfo,
     TargetRecord,
 )
+from edgeprof.store.chunks import ChunkRow
+from edgeprof.store.migrate import STEPS, Progress
 from edgeprof.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, Dialect
 
 
@@ -57,7 +62,14 @@ def _bool(v: Any) -> bool | None:
 class SQLStore:
     """A store over a DB-API connection (sqlite3 or psycopg)."""
 
-    def __init__(self, conn: Any, dialect: type[Dialect], url: str, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        dialect: type[Dialect],
+        url: str,
+        readonly: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
         self.conn = conn
         self.d = dialect
         self.url = url
@@ -66,7 +78,7 @@ class SQLStore:
         self.migrated: tuple[int, int] = (0, 0)
         """Schema versions before and after opening (equal when nothing was migrated)."""
         self.lock = threading.RLock()
-        self._migrate()
+        self._migrate(progress)
 
     # -- helpers --------------------------------------------------------------------------
     def _q(self, sql: str) -> str:
@@ -125,7 +137,7 @@ class SQLStore:
             row = cur.fetchone()
             return None if row is None else int(row[0])
 
-    def _migrate(self) -> None:
+    def _migrate(self, progress: Progress | None) -> None:
         version = self.schema_version()
         if version is not None and version > SCHEMA_VERSION:
             raise StoreError(
@@ -146,11 +158,15 @@ class SQLStore:
                 )
             self.migrated = (version, version)
             return
-        self.migrated = self.migrate()
+        self.migrated = self.migrate(progress)
 
-    def migrate(self) -> tuple[int, int]:
-        """Create or upgrade the schema in place; (version before, version after)."""
-        fmt = {"pk": self.d.pk, "real": self.d.real}
+    def migrate(self, progress: Progress | None = None) -> tuple[int, int]:
+        """Create or upgrade the schema in place; (version before, version after).
+
+        One transaction: a migration that fails leaves the database as it was. A SQLite
+        file is compacted afterwards (``VACUUM``) when data was moved."""
+        fmt = {"pk": self.d.pk, "real": self.d.real, "blob": self.d.blob}
+        moved = False
         with self._cursor() as cur:
             version = self.schema_version()
             before = version or 0
@@ -165,9 +181,16 @@ class SQLStore:
             while version < SCHEMA_VERSION:
                 version += 1
                 for stmt in MIGRATIONS[version]:
-                    cur.execute(stmt.format(**fmt))
+                    if stmt.startswith("@"):
+                        STEPS[stmt[1:]](self, cur, progress)
+                        moved = True
+                    else:
+                        cur.execute(stmt.format(**fmt))
                 cur.execute(self._q("UPDATE schema_version SET version = ?"), (version,))
             self.conn.commit()
+        if moved and self.d.name == "sqlite":
+            with self._cursor() as cur:
+                cur.execute("VACUUM")
         return before, version
 
     # -- writing --------------------------------------------------------------------------
@@ -225,9 +248,28 @@ class SQLStore:
             commit=False,
         )
 
-    def write_rows(self, rows: Sequence[tuple[int, int, float]]) -> None:
-        """Insert ``(series_id, t_ns, value)`` rows; not committed (see ``commit``)."""
-        self._exec_many("INSERT INTO samples (series_id, t_ns, value) VALUES (?, ?, ?)", rows)
+    def add_timeblock(self, n: int, t0_ns: int, t1_ns: int, ts: bytes) -> int:
+        """Store a timestamp array (not committed); its id for the chunks that share it."""
+        return self._insert(
+            "INSERT INTO timeblocks (n, t0_ns, t1_ns, ts) VALUES (?, ?, ?, ?)",
+            (n, t0_ns, t1_ns, ts),
+            commit=False,
+        )
+
+    def write_chunks(self, rows: Sequence[ChunkRow]) -> None:
+        """Insert chunk rows (see :mod:`.chunks`); not committed."""
+        self._exec_many(
+            "INSERT INTO chunks (series_id, timeblock_id, n, t0_ns, t1_ns, vmin, vmax, vsum,"
+            " mode, ts, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def drop_open_chunks(self, series_ids: Sequence[int]) -> None:
+        """Delete the open (raw) chunks of these series, replaced by a final one."""
+        self._exec_many(
+            f"DELETE FROM chunks WHERE series_id = ? AND mode = {codec.RAW}",
+            [(sid,) for sid in series_ids],
+        )
 
     def commit(self) -> None:
         with self._cursor(commit=True):
@@ -364,55 +406,64 @@ class SQLStore:
             for r in rows
         ]
 
-    def series_values(self, run_id: int) -> dict[int, list[float]]:
-        out: dict[int, list[float]] = {}
+    def _decode(self, where: str, params: Sequence[Any]) -> dict[int, tuple[Any, Any]]:
+        """series id → (timestamps, values) of the chunks ``where`` selects (write order)."""
         with self._cursor() as cur:
             cur.execute(
                 self._q(
-                    "SELECT s.series_id, s.value FROM samples s JOIN series se ON se.id = s.series_id"
-                    " WHERE se.run_id = ?"
+                    "SELECT c.id, c.series_id, c.timeblock_id, c.n, c.mode, c.ts, c.vals"
+                    f" FROM chunks c WHERE {where} ORDER BY c.series_id, c.id"
                 ),
-                (run_id,),
-            )
-            while chunk := cur.fetchmany(65536):
-                for sid, v in chunk:
-                    lst = out.get(sid)
-                    if lst is None:
-                        lst = out[sid] = []
-                    lst.append(v)
-        return out
-
-    def series_samples(self, series_id: int) -> tuple[list[int], list[float]]:
-        with self._cursor() as cur:
-            cur.execute(
-                self._q("SELECT t_ns, value FROM samples WHERE series_id = ? ORDER BY t_ns"),
-                (series_id,),
+                params,
             )
             rows = cur.fetchall()
-        return [int(r[0]) for r in rows], [r[1] for r in rows]
+            ids = sorted({r[2] for r in rows if r[2] is not None})
+            blocks: dict[int, tuple[int, bytes]] = {}
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                marks = ", ".join("?" * len(part))
+                cur.execute(
+                    self._q(f"SELECT id, n, ts FROM timeblocks WHERE id IN ({marks})"), part
+                )
+                blocks.update({int(r[0]): (int(r[1]), r[2]) for r in cur.fetchall()})
+        return chunks.decode(rows, blocks)
 
-    def ordered_values(self, series_id: int) -> list[float]:
+    def series_arrays(self, run_id: int) -> dict[int, tuple[Any, Any]]:
+        return self._decode("c.series_id IN (SELECT id FROM series WHERE run_id = ?)", (run_id,))
+
+    def series_values(self, run_id: int) -> dict[int, Any]:
+        return {sid: v for sid, (_, v) in self.series_arrays(run_id).items()}
+
+    def series_samples(self, series_id: int) -> tuple[Any, Any]:
+        got = self._decode("c.series_id = ?", (series_id,)).get(series_id)
+        if got is None:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return got
+
+    def ordered_values(self, series_id: int) -> Any:
         return self.series_samples(series_id)[1]
 
     def iter_samples(self, run_id: int, chunk: int = 65536) -> Iterator[tuple[int, int, float]]:
-        with self._cursor() as cur:
-            cur.execute(
-                self._q(
-                    "SELECT s.series_id, s.t_ns, s.value FROM samples s JOIN series se"
-                    " ON se.id = s.series_id WHERE se.run_id = ? ORDER BY s.t_ns, s.series_id"
-                ),
-                (run_id,),
-            )
-            while rows := cur.fetchmany(chunk):
-                yield from rows
+        arrays = self.series_arrays(run_id)
+        if not arrays:
+            return
+        sids = np.concatenate(
+            [np.full(len(t), sid, dtype=np.int64) for sid, (t, _) in arrays.items()]
+        )
+        ts = np.concatenate([t for t, _ in arrays.values()])
+        vs = np.concatenate([v for _, v in arrays.values()])
+        order = np.lexsort((sids, ts))  # by time, then series (stable: write order kept)
+        for i in range(0, len(order), chunk):
+            o = order[i : i + chunk]
+            yield from zip(sids[o].tolist(), ts[o].tolist(), vs[o].tolist(), strict=True)
 
     def sample_count(self, run_id: int | None = None) -> int:
         if run_id is None:
-            rows = self._rows("SELECT COUNT(*) AS n FROM samples")
+            rows = self._rows("SELECT COALESCE(SUM(n), 0) AS n FROM chunks")
         else:
             rows = self._rows(
-                "SELECT COUNT(*) AS n FROM samples s JOIN series se ON se.id = s.series_id"
-                " WHERE se.run_id = ?",
+                "SELECT COALESCE(SUM(c.n), 0) AS n FROM chunks c JOIN series s"
+                " ON s.id = c.series_id WHERE s.run_id = ?",
                 (run_id,),
             )
         return int(rows[0]["n"])

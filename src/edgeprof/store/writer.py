@@ -5,6 +5,12 @@ and written from the writer's own thread, committed at least every ``flush_s`` s
 a crash loses at most that much and a clean stop (``close``) loses nothing. The sampler
 never waits on the database.
 
+Samples gather per series in memory. At every flush, what a series gathered since the last
+one is written as an *open* chunk (raw arrays, cheap: the write-ahead form); once a series
+holds :data:`~.chunks.CHUNK_SAMPLES` samples, spans two minutes or its target ends, its
+open chunks are replaced by one *final*, compressed chunk, whose timestamps are stored once
+for every series finalized with the same ticks (see :mod:`.chunks`).
+
 Samples are attributed to a target by their ``target`` label; samples without one (host
 metrics) go to the current default target (the target being run, in a sequential run), or
 to the run itself. Events go to the target they name, or to the run itself.
@@ -18,8 +24,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from edgeprof.errors import StoreError
 from edgeprof.model import Event, Labels, MetricSpec, Sample
+from edgeprof.store import chunks
 from edgeprof.store.base import Store
 
 
@@ -32,6 +41,27 @@ class _Control:
         self.op = op
         self.args = args
         self.done = threading.Event()
+
+
+class _Series:
+    """What one series gathered and not yet wrote as a final chunk."""
+
+    __slots__ = ("sid", "tid", "t", "v", "written", "has_open", "hint")
+
+    def __init__(self, sid: int, tid: int | None) -> None:
+        self.sid = sid
+        self.tid = tid
+        self.t: list[int] = []
+        self.v: list[float] = []
+        self.written = 0  # samples of t/v already in open chunks
+        self.has_open = False
+        self.hint: int | None = None  # the last encoding chosen (tried first next time)
+
+    def full(self) -> bool:
+        t = self.t
+        return len(t) >= chunks.CHUNK_SAMPLES or (
+            len(t) > 1 and t[-1] - t[0] >= chunks.CHUNK_SPAN_NS
+        )
 
 
 class BatchWriter:
@@ -49,7 +79,7 @@ class BatchWriter:
         self.flush_s = flush_s
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # the writer thread's own state:
-        self._series: dict[tuple[int | None, str, Labels], int] = {}
+        self._series: dict[tuple[str, Labels], _Series] = {}
         self._describe: dict[str, tuple[str, str]] = {}
         self._targets: dict[str, int] = {}
         self._default = default_target
@@ -76,6 +106,10 @@ class BatchWriter:
     def set_default_target(self, target_id: int | None) -> None:
         self._q.put(_Control("default", target_id))
 
+    def end_target(self, target_id: int) -> None:
+        """The target's series get no more samples: write them as final chunks."""
+        self._q.put(_Control("end", target_id))
+
     def flush(self, timeout: float = 30.0) -> None:
         """Write and commit everything queued so far; wait until done."""
         c = _Control("flush")
@@ -95,6 +129,72 @@ class BatchWriter:
             raise StoreError(f"writing samples to {self.store.url} failed: {self.error}")
 
     # -- the writer's thread ----------------------------------------------------------------
+    def _gather(self, batch: Sequence[Sample], touched: set[_Series]) -> None:
+        cache = self._series
+        default = self._default
+        for s in batch:
+            key = (s.metric, s.labels)
+            buf = cache.get(key)
+            if buf is None:
+                buf = self._new_series(key, default)
+            buf.t.append(s.t_ns)
+            buf.v.append(s.value)
+            touched.add(buf)
+
+    def _new_series(self, key: tuple[str, Labels], default: int | None) -> _Series:
+        metric, labels = key
+        tid = default
+        for k, v in labels:
+            if k == "target":
+                tid = self._targets.get(v, default)
+                break
+        unit, kind = self._describe.get(metric, (None, None))
+        sid = self.store.series_id(self.run_id, tid, metric, labels, unit, kind)
+        buf = self._series[key] = _Series(sid, tid)
+        return buf
+
+    def _finalize(self, bufs: list[_Series]) -> None:
+        """Final chunks of these series; series with the same timestamps share a block."""
+        by_times: dict[bytes, list[_Series]] = {}
+        for b in bufs:
+            if b.t:
+                by_times.setdefault(np.asarray(b.t, dtype=np.int64).tobytes(), []).append(b)
+        rows: list[chunks.ChunkRow] = []
+        drop: list[int] = []
+        for group in by_times.values():
+            t = group[0].t
+            tb = self.store.add_timeblock(*chunks.timeblock(t))
+            for b in group:
+                row, b.hint = chunks.final_row(b.sid, tb, t, b.v, b.hint)
+                rows.append(row)
+                if b.has_open:
+                    drop.append(b.sid)
+                self._count(b, len(b.t) - b.written)
+                b.t, b.v, b.written, b.has_open = [], [], 0, False
+        if drop:
+            self.store.drop_open_chunks(drop)
+        self.store.write_chunks(rows)
+
+    def _count(self, b: _Series, n: int) -> None:
+        self._written[b.tid] = self._written.get(b.tid, 0) + n
+
+    def _write_open(self, bufs: set[_Series]) -> None:
+        rows = []
+        for b in bufs:
+            if len(b.t) > b.written:
+                rows.append(chunks.open_row(b.sid, b.t[b.written :], b.v[b.written :]))
+                self._count(b, len(b.t) - b.written)
+                b.written = len(b.t)
+                b.has_open = True
+        self.store.write_chunks(rows)
+
+    def _end(self, pred: Any) -> None:
+        """Finalize and forget the series matching ``pred(key, series)``."""
+        gone = [(k, b) for k, b in self._series.items() if pred(k, b)]
+        self._finalize([b for _, b in gone])
+        for k, _ in gone:
+            del self._series[k]
+
     def _apply(self, c: _Control) -> None:
         if c.op == "describe":
             for name, unit, kind in c.args[0]:
@@ -102,42 +202,39 @@ class BatchWriter:
         elif c.op == "target":
             self._targets[c.args[0]] = c.args[1]
         elif c.op == "default":
+            old = self._default
             self._default = c.args[0]
+            # series without a target label were the old default's: they are done
+            self._end(lambda k, b: b.tid == old and not any(x == "target" for x, _ in k[1]))
+        elif c.op == "end":
+            self._end(lambda k, b: b.tid == c.args[0])
 
-    def _flush(self, pending: list[Any]) -> None:
-        store = self.store
-        run_id = self.run_id
-        cache = self._series
-        desc = self._describe
-        targets = self._targets
-        rows: list[tuple[int, int, float]] = []
+    def _flush(self, pending: list[Any], last: bool = False) -> None:
+        touched: set[_Series] = set()
         events: list[tuple[int | None, Event]] = []
-        written = self._written
+        targets = self._targets
         for item in pending:
             if isinstance(item, _Control):
+                if touched:  # what came before the control is theirs
+                    self._settle(touched)
+                    touched = set()
                 self._apply(item)
-                continue
-            if isinstance(item, Event):
+            elif isinstance(item, Event):
                 events.append((targets.get(item.target) if item.target else None, item))
-                continue
-            default = self._default
-            for s in item:
-                tid = default
-                for k, v in s.labels:
-                    if k == "target":
-                        tid = targets.get(v, default)
-                        break
-                key = (tid, s.metric, s.labels)
-                sid = cache.get(key)
-                if sid is None:
-                    unit, kind = desc.get(s.metric, (None, None))
-                    sid = cache[key] = store.series_id(run_id, tid, s.metric, s.labels, unit, kind)
-                rows.append((sid, s.t_ns, float(s.value)))
-                written[tid] = written.get(tid, 0) + 1
-        store.write_rows(rows)
+            else:
+                self._gather(item, touched)
+        self._settle(touched)
+        if last:
+            self._end(lambda k, b: True)
         if events:
-            store.write_events(run_id, events)
-        store.commit()
+            self.store.write_events(self.run_id, events)
+        self.store.commit()
+
+    def _settle(self, touched: set[_Series]) -> None:
+        full = [b for b in touched if b.full()]
+        if full:
+            self._finalize(full)
+        self._write_open(touched)
 
     def _run(self) -> None:
         pending: list[Any] = []
@@ -155,9 +252,9 @@ class BatchWriter:
                 done = True
             except queue.Empty:
                 pass
-            if pending and (done or waiting or time.monotonic() - last >= self.flush_s):
+            if done or (pending and (waiting or time.monotonic() - last >= self.flush_s)):
                 try:
-                    self._flush(pending)
+                    self._flush(pending, last=done)
                 except Exception as e:  # noqa: BLE001 - reported by close()
                     self.error = self.error or e
                 pending = []

@@ -49,8 +49,13 @@ _JSON_KINDS = {"gauge": "gauge", "counter": "counter", "timer": "timer"}
 _scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined] # the C scanner
 
 
+def _statsd_shaped(text: str) -> bool:
+    colon = text.find(":")
+    return colon > 0 and text.find("|", colon) > 0 and '"' not in text[:colon]
+
+
 def _parse_json_line(
-    text: str, recv_ns: int, msgs: list[AppMessage], rejs: list[Rejection]
+    text: str, recv_ns: int, msgs: list[AppMessage], rejs: list[Rejection], dialect: str
 ) -> None:
     try:
         start = 0 if text[:1] == "{" else len(text) - len(text.lstrip())
@@ -58,6 +63,9 @@ def _parse_json_line(
         if end != len(text) and not text[end:].isspace():
             raise ValueError("extra data after the JSON object")
     except (ValueError, StopIteration, RecursionError) as exc:
+        if _statsd_shaped(text):  # a StatsD metric whose name starts with "{"
+            parse_statsd_line(text.strip(), recv_ns, dialect, msgs, rejs)
+            return
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or "invalid JSON"
         rejs.append(Rejection("malformed", f"invalid JSON: {msg}", excerpt(text), recv_ns))
         return
@@ -162,11 +170,11 @@ def _parse(
                 rejs.append(Rejection("malformed", "not UTF-8", excerpt(raw), recv_ns))
     if text[:1] == "{" or text.lstrip()[:1] == "{":
         if "\n" not in text:
-            _parse_json_line(text, recv_ns, msgs, rejs)
+            _parse_json_line(text, recv_ns, msgs, rejs, dialect)
         else:
             for line in text.split("\n"):
                 if line and not line.isspace():
-                    _parse_json_line(line, recv_ns, msgs, rejs)
+                    _parse_json_line(line, recv_ns, msgs, rejs, dialect)
     else:
         for line in text.split("\n") if "\n" in text else (text,):
             line = line.strip()

@@ -1,0 +1,144 @@
+"""From samples to chunk rows and back: the layout of :mod:`.schema` version 3.
+
+A *final* chunk holds up to :data:`CHUNK_SAMPLES` values of one series, encoded by
+:mod:`.codec`, and points at a time block shared by every series finalized with the same
+timestamps (all series of one sampler tick). An *open* chunk holds the newest samples of a
+series as raw arrays; it is replaced by a final one once the series has gathered
+:data:`CHUNK_SAMPLES` samples or spans :data:`CHUNK_SPAN_NS`, or its target ended.
+Every chunk carries its count, min, max and sum, and the span of its timestamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeprof.store import codec
+
+CHUNK_SAMPLES = 1024
+CHUNK_SPAN_NS = 120 * 1_000_000_000
+
+ChunkRow = tuple[
+    int,
+    int | None,
+    int,
+    int,
+    int,
+    float | None,
+    float | None,
+    float | None,
+    int,
+    bytes | None,
+    bytes,
+]
+"""(series_id, timeblock_id, n, t0_ns, t1_ns, vmin, vmax, vsum, mode, ts, vals)."""
+
+
+@dataclass
+class Stats:
+    n: int
+    t0: int
+    t1: int
+    vmin: float | None
+    vmax: float | None
+    vsum: float | None
+    """Over the values that are numbers (None when none is: NaN has no portable SQL form)."""
+
+
+def _num(x: Any) -> float | None:
+    f = float(x)
+    return None if f != f else f
+
+
+def stats(t: Any, v: Any) -> Stats:
+    finite = v[~np.isnan(v)]
+    if len(finite) == 0:
+        return Stats(len(v), int(t.min()), int(t.max()), None, None, None)
+    return Stats(
+        len(v),
+        int(t.min()),
+        int(t.max()),
+        _num(finite.min()),
+        _num(finite.max()),
+        _num(finite.sum()),
+    )
+
+
+def open_row(series_id: int, t: Sequence[int], v: Sequence[float]) -> ChunkRow:
+    """The write-ahead form of samples: raw arrays, nothing to compute but min/max/sum."""
+    ta = np.asarray(t, dtype=np.int64)
+    va = np.asarray(v, dtype=np.float64)
+    s = stats(ta, va)
+    return (
+        series_id,
+        None,
+        s.n,
+        s.t0,
+        s.t1,
+        s.vmin,
+        s.vmax,
+        s.vsum,
+        codec.RAW,
+        codec.raw_times(ta),
+        codec.raw_values(va),
+    )
+
+
+def final_row(
+    series_id: int, timeblock_id: int, t: Any, v: Any, hint: int | None = None
+) -> tuple[ChunkRow, int]:
+    """A final chunk of values (timestamps in ``timeblock_id``) and the mode chosen."""
+    va = np.asarray(v, dtype=np.float64)
+    mode, blob = codec.encode_values(va, hint)
+    s = stats(np.asarray(t, dtype=np.int64), va)
+    return (
+        series_id,
+        timeblock_id,
+        s.n,
+        s.t0,
+        s.t1,
+        s.vmin,
+        s.vmax,
+        s.vsum,
+        mode,
+        None,
+        blob,
+    ), mode
+
+
+def timeblock(t: Any) -> tuple[int, int, int, bytes]:
+    """(n, t0, t1, encoded timestamps) of a time block."""
+    ta = np.asarray(t, dtype=np.int64)
+    return len(ta), int(ta.min()), int(ta.max()), codec.encode_times(ta)
+
+
+def decode(
+    rows: Iterable[tuple[int, int, int | None, int, int, bytes | None, bytes]],
+    timeblocks: dict[int, tuple[int, bytes]],
+) -> dict[int, tuple[Any, Any]]:
+    """Chunk rows ``(id, series_id, timeblock_id, n, mode, ts, vals)``, in id order, →
+    series_id → (timestamps, values), each in the order the samples were written."""
+    parts: dict[int, tuple[list[Any], list[Any]]] = {}
+    times: dict[int, Any] = {}
+    for _id, sid, tb, n, mode, ts, vals in rows:
+        if tb is not None:
+            t = times.get(tb)
+            if t is None:
+                tn, tblob = timeblocks[tb]
+                t = times[tb] = codec.decode_times(bytes(tblob), tn)
+        else:
+            t = codec.decode_raw_times(bytes(ts or b""), n)
+        v = codec.decode_values(mode, bytes(vals), n)
+        p = parts.setdefault(sid, ([], []))
+        p[0].append(t)
+        p[1].append(v)
+    return {
+        sid: (
+            np.concatenate(ts_list) if len(ts_list) > 1 else ts_list[0],
+            np.concatenate(vs_list) if len(vs_list) > 1 else vs_list[0],
+        )
+        for sid, (ts_list, vs_list) in parts.items()
+    }

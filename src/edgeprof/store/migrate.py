@@ -1,0 +1,60 @@
+"""Migration steps that move data (the rest of a migration is SQL in :mod:`.schema`).
+
+Each step is ``step(store, cursor, progress)``, run inside the migration's transaction;
+``progress(done, total)`` is called as it goes, for a progress bar on large databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgeprof.store import chunks
+
+Progress = Callable[[int, int], None]
+
+
+def samples_to_chunks(store: Any, cur: Any, progress: Progress | None) -> None:
+    """Version 3: every series' rows of ``samples`` → final chunks, in the order the old
+    readers returned them (time, then insertion); series of one target sampled at the same
+    ticks share their time blocks."""
+    q = store._q
+    cur.execute("SELECT COUNT(*) FROM samples")
+    total = int(cur.fetchone()[0])
+    cur.execute("SELECT id, target_id FROM series ORDER BY target_id, id")
+    series = [(int(r[0]), r[1]) for r in cur.fetchall()]
+    order = "t_ns, rowid" if store.d.name == "sqlite" else "t_ns"
+    done = 0
+    blocks: dict[tuple[Any, bytes], int] = {}
+    current_target: Any = object()
+    for sid, target in series:
+        if target != current_target:  # time blocks are shared within one target
+            blocks.clear()
+            current_target = target
+        cur.execute(
+            q(f"SELECT t_ns, value FROM samples WHERE series_id = ? ORDER BY {order}"), (sid,)
+        )
+        hint: int | None = None
+        while rows := cur.fetchmany(chunks.CHUNK_SAMPLES * 16):
+            t_all = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            v_all = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+            out = []
+            for i in range(0, len(rows), chunks.CHUNK_SAMPLES):
+                t = t_all[i : i + chunks.CHUNK_SAMPLES]
+                key = (target, t.tobytes())
+                tb = blocks.get(key)
+                if tb is None:
+                    tb = blocks[key] = store.add_timeblock(*chunks.timeblock(t))
+                row, hint = chunks.final_row(sid, tb, t, v_all[i : i + chunks.CHUNK_SAMPLES], hint)
+                out.append(row)
+            store.write_chunks(out)
+            done += len(rows)
+            if progress is not None:
+                progress(done, total)
+
+
+STEPS: dict[str, Callable[[Any, Any, Progress | None], None]] = {
+    "samples_to_chunks": samples_to_chunks,
+}
