@@ -58,7 +58,8 @@ def test_cli_run_on_postgres(engine: str, pg_url: str, tmp_path: Path) -> None:
     edgeprof("run", str(spec), "--db", pg_url, "--quiet", check=0)
     res = edgeprof("summary", "latest", "--json", "--db", pg_url, check=0)
     t = json.loads(res.stdout)["targets"][0]
-    assert t["exit_code"] == 0 and t["metrics"]["cpu.percent"]["count"] >= 5
+    assert t["exit_code"] == 0, t
+    assert t["metrics"]["cpu.percent"]["count"] >= 5, t["metrics"].get("cpu.percent")
     assert "pg" in edgeprof("runs", "--db", pg_url, check=0).stdout
 
 

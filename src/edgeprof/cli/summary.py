@@ -32,7 +32,6 @@ def add(sub: Any) -> None:
 def main(ns: argparse.Namespace) -> int:
     from edgeprof.analyze.summary import summarize
     from edgeprof.owner import owner_gone
-    from edgeprof.report.terminal import print_summary
 
     store = open_for_reading(ns.db)
     s = summarize(store, ns.run_id)
@@ -41,6 +40,8 @@ def main(ns: argparse.Namespace) -> int:
     if ns.json:
         print(json.dumps(s.to_json(), indent=2))
         return 0
+    from edgeprof.report.terminal import print_summary
+
     print_summary(s)
     if s.run.status == "running" and owner_gone(owner):
         print(

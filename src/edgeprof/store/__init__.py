@@ -67,6 +67,9 @@ def _open_sqlite(url: str, readonly: bool, progress: Progress | None = None) -> 
             )
     try:
         conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+            # a new file: pages freed (open chunks replaced by final ones) can be given back
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return SQLStore(conn, Dialect, url, progress=progress)

@@ -216,6 +216,15 @@ class SQLStore:
         self._exec(
             "UPDATE runs SET status = ?, ended_ns = ? WHERE id = ?", (status, ended_ns, run_id)
         )
+        self.release_free_space()
+
+    def release_free_space(self) -> None:
+        """Give the pages of replaced open chunks back to the file system (SQLite files
+        created with incremental auto-vacuum; PostgreSQL reuses them by itself)."""
+        if self.d.name == "sqlite" and not self.readonly:
+            with self._cursor(commit=True):
+                # executescript steps the pragma to the end (execute frees one page a call)
+                self.conn.executescript("PRAGMA incremental_vacuum;")
 
     def begin_target(self, info: TargetInfo) -> int:
         return self._insert(
