@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ov = overhead.run(ns.window)
     ac = accuracy.run(ns.window)
-    st = store.run(20_000 if ns.mode == "smoke" else 1_000_000)
+    st = store.run(
+        20_000 if ns.mode == "smoke" else 1_000_000,
+        {"smoke": 2.0, "quick": 15.0}.get(ns.mode, 60.0),
+        pg=False,
+    )
     overhead.print_overhead(ov)
     overhead.print_resolution(ov)
     accuracy.print_accuracy(ac)
