@@ -41,6 +41,8 @@ QUEUE_LEN = 8192
 QLEN_SYSCTL = "/proc/sys/net/unix/max_dgram_qlen"
 _QLEN_LOCK = "/tmp/.edgeprof-qlen.lock"
 SMALL_QUEUE = 512
+PUMP_PAUSE_S = 0.0005
+"""The pump's pause between drains when the socket queue is deep (8,192 datagrams)."""
 _qlen_lock = threading.Lock()
 
 
@@ -203,8 +205,17 @@ class AppMetricsCollector(BaseCollector):
             for s in socks:
                 s.setblocking(False)
             fds = [s.fileno() for s in socks]
+            # pause between drains only where the queues are deep enough to wait
+            deep = not self.socket_path or (self.queue_len or 0) >= SMALL_QUEUE
             self._pump = subprocess.Popen(
-                [sys.executable, "-I", "-S", pump.__file__, ",".join(map(str, fds))],
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    pump.__file__,
+                    ",".join(map(str, fds)),
+                    str(PUMP_PAUSE_S if deep else 0.0),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 pass_fds=fds,

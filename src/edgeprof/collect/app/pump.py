@@ -9,8 +9,11 @@ enough to overflow the queue. This pump holds no lock anyone else wants: it only
 datagrams from the sockets into a buffer of its own and from there into a pipe, so it is
 back on the socket within microseconds; the profiler parses from the pipe at its own pace.
 
-Run as a plain script (standard library only, ``python -I -S pump.py FD[,FD…]``) with the
-bound, non-blocking sockets passed as file descriptors. Output frames on stdout:
+Run as a plain script (standard library only, ``python -I -S pump.py FD[,FD…] [PAUSE_S]``)
+with the bound, non-blocking sockets passed as file descriptors. With a deep socket queue
+(``PAUSE_S`` > 0) the pump pauses that long after each drain, so a fast sender's datagrams
+are collected many at a time instead of waking the pump (and taking a core from the app)
+for every one; the queue absorbs what arrives meanwhile. Output frames on stdout:
 ``<u32 length><i64 monotonic ns><datagram>``; a last frame ``<0xFFFFFFFF><i64 n><n bytes>``
 carries ``{"pump_dropped": N, "datagrams": M}`` as JSON. It ends when its stdin reaches
 end of file (the profiler closed it, or died): it drains the sockets once more, writes
@@ -57,6 +60,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _prioritise()
     socks = [socket.socket(fileno=int(fd)) for fd in argv[1].split(",") if fd]
+    pause = float(argv[2]) if len(argv) > 2 else 0.0
     for s in socks:
         s.setblocking(False)
     out = sys.stdout.fileno()
@@ -83,6 +87,7 @@ def main(argv: list[str]) -> int:
     closing = False
     while True:
         events = poll.poll(None if not pending else 50)
+        got = 0
         for fd, ev in events:
             if fd == ctl:
                 if ev & (select.POLLHUP | select.POLLERR) or not os.read(ctl, 4096):
@@ -102,6 +107,7 @@ def main(argv: list[str]) -> int:
                 except OSError:
                     break
                 datagrams += 1
+                got += 1
                 if len(pending) - pos > MAX_BUFFER:
                     dropped += 1
                     continue
@@ -128,6 +134,8 @@ def main(argv: list[str]) -> int:
             want_out = False
         if closing:
             break
+        if got and pause:
+            time.sleep(pause)  # let a burst gather: one wake-up for many datagrams
     # last drain: what is still queued counts too
     now = mono()
     for s in socks:
