@@ -8,8 +8,10 @@ is a type error rather than a silently unknown kind.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 Labels = tuple[tuple[str, str], ...]
@@ -152,3 +154,17 @@ class Clock:
 
     def from_monotonic(self, mono_ns: int) -> int:
         return self._wall0 + (mono_ns - self._mono0)
+
+
+_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
+
+
+def parse_rfc3339(text: str) -> int | None:
+    """RFC 3339 timestamps as engines write them (up to nanosecond digits) → Unix ns;
+    None when unset (Go's zero time, ``0001-01-01…``) or not a timestamp."""
+    m = _TIME_RE.match(text.strip())
+    if m is None or text.startswith("0001-"):
+        return None
+    whole, frac, tz = m.groups()
+    base = datetime.fromisoformat(whole + ("+00:00" if tz in (None, "Z") else tz))
+    return int(base.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])

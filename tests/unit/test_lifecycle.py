@@ -182,3 +182,59 @@ def test_a_database_that_fails_mid_run_is_one_sentence_and_no_container_stays(
     with pytest.raises(StoreError, match="the database at .* failed"):
         run_profile(loaded, store, engine, RunSettings(reaper=False), caps=HostCaps(ncpu=2))
     assert engine.running() == []
+
+
+# The `summary --json` keys of the release before the typed summary model (a contract).
+RUN_KEYS = {
+    "id",
+    "spec_name",
+    "image",
+    "spec_path",
+    "status",
+    "started_ns",
+    "ended_ns",
+    "interval_s",
+    "host",
+    "edgeprof_version",
+    "events",
+}
+TARGET_KEYS = {
+    "name",
+    "args",
+    "status",
+    "exit_code",
+    "oom_killed",
+    "timed_out",
+    "duration_s",
+    "error",
+    "container_id",
+    "config",
+    "metrics",
+    "events",
+}
+GAUGE_KEYS = ["mean", "min", "p50", "p95", "p99", "max", "count", "unit"]
+COUNTER_KEYS = ["total", "last", "count", "unit", "kind"]
+EVENT_KEYS = ["t_ns", "kind", "message", "data"]
+
+
+def test_summary_json_keys_are_those_of_the_previous_release(tmp_path: Path) -> None:
+    import json
+
+    engine = FakeEngine({"a": Script(run_s=0.4)})
+    _run(tmp_path, "    - {name: a}\n", engine)
+    doc = json.loads(json.dumps(_summary(tmp_path).to_json()))
+    assert set(doc) == {"run", "targets"}
+    assert set(doc["run"]) == RUN_KEYS
+    (t,) = doc["targets"]
+    assert set(t) == TARGET_KEYS
+    kinds = {"gauge": 0, "counter": 0}
+    for m in t["metrics"].values():
+        if "kind" in m:
+            assert list(m) == COUNTER_KEYS and m["kind"] == "counter"
+            kinds["counter"] += 1
+        else:
+            assert list(m) == GAUGE_KEYS
+            kinds["gauge"] += 1
+    assert kinds["gauge"] and kinds["counter"]
+    for e in t["events"] + doc["run"]["events"]:
+        assert list(e) == EVENT_KEYS

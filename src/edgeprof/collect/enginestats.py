@@ -18,9 +18,8 @@ from typing import Any
 
 from edgeprof.collect.base import BaseCollector, CollectContext
 from edgeprof.collect.cgroup import NET_METRICS, container_metrics
-from edgeprof.engine.base import Handle, parse_engine_time
 from edgeprof.errors import CollectorUnavailable
-from edgeprof.model import Clock, Labels, MetricSpec, Sample
+from edgeprof.model import Clock, Labels, MetricSpec, Sample, parse_rfc3339
 
 
 def stats_to_values(doc: dict[str, Any], memory_limited: bool = True) -> dict[str, float]:
@@ -97,9 +96,7 @@ class EngineStatsCollector(BaseCollector):
         try:
             info = ctx.engine.inspect(ctx.container_id)
             self._memory_limited = info is None or info.memory_limit > 0
-            self._stream, self._end = ctx.engine.stats_stream(
-                Handle(ctx.container_id, ctx.target or "", ctx.pid, None)
-            )
+            self._stream, self._end = ctx.engine.stats_stream(ctx.container_id)
         except Exception as e:  # noqa: BLE001
             raise CollectorUnavailable(f"the engine's stats API failed: {e}") from None
         self._thread = threading.Thread(target=self._read, name="edgeprof-enginestats", daemon=True)
@@ -108,7 +105,7 @@ class EngineStatsCollector(BaseCollector):
     def _read(self) -> None:
         try:
             for doc in self._stream:
-                if parse_engine_time(str(doc.get("read", ""))) is None:
+                if parse_rfc3339(str(doc.get("read", ""))) is None:
                     continue  # the engine's placeholder before its first reading
                 # stamped on the run's clock when received, not with the engine host's clock
                 values = stats_to_values(doc, self._memory_limited)

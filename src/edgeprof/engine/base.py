@@ -7,10 +7,8 @@ Engine implementations: :mod:`.docker` (the Docker Engine API: dockerd and Podma
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from edgeprof.cgroups import CgroupPaths
@@ -92,19 +90,6 @@ class ExitInfo:
         return None
 
 
-_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
-
-
-def parse_engine_time(text: str) -> int | None:
-    """The engine's RFC 3339 timestamps (up to nanosecond digits) → Unix ns; None if unset."""
-    m = _TIME_RE.match(text.strip())
-    if m is None or text.startswith("0001-"):
-        return None
-    whole, frac, tz = m.groups()
-    base = datetime.fromisoformat(whole + ("+00:00" if tz in (None, "Z") else tz))
-    return int(base.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
-
-
 class Engine(Protocol):
     description: str
 
@@ -140,6 +125,8 @@ class Engine(Protocol):
         """Every container (running or not) carrying all these labels."""
         ...
 
-    def stats_stream(self, handle: Handle) -> tuple[Any, Callable[[], None]]: ...
+    def stats_stream(self, container_id: str) -> tuple[Any, Callable[[], None]]:
+        """The engine's stats documents of a container, and a function that ends them."""
+        ...
 
     def close(self) -> None: ...

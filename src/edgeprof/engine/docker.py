@@ -20,9 +20,9 @@ from edgeprof.engine.base import (
     ContainerRequest,
     ExitInfo,
     Handle,
-    parse_engine_time,
 )
 from edgeprof.errors import EngineError
+from edgeprof.model import parse_rfc3339
 
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
@@ -262,8 +262,8 @@ class DockerEngine:
             exit_code=state.get("ExitCode"),
             oom_killed=bool(state.get("OOMKilled")),
             error=state.get("Error") or None,
-            started_ns=parse_engine_time(str(state.get("StartedAt") or "")),
-            finished_ns=parse_engine_time(str(state.get("FinishedAt") or "")),
+            started_ns=parse_rfc3339(str(state.get("StartedAt") or "")),
+            finished_ns=parse_rfc3339(str(state.get("FinishedAt") or "")),
         )
 
     def logs(self, handle: Handle) -> tuple[str, str]:
@@ -303,7 +303,7 @@ class DockerEngine:
         except self._failures as e:
             raise EngineError(f"cannot list containers: {_short(e)}") from None
 
-    def stats_stream(self, handle: Handle) -> tuple[Any, Callable[[], None]]:
+    def stats_stream(self, container_id: str) -> tuple[Any, Callable[[], None]]:
         """The engine's stats stream for a container, and a function that ends it.
 
         It gets a client of its own: closing that client's connection is what stops a
@@ -311,7 +311,7 @@ class DockerEngine:
         """
         client = self._docker.from_env(timeout=30)
         try:
-            stream = client.api.stats(handle.container_id, stream=True, decode=True)
+            stream = client.api.stats(container_id, stream=True, decode=True)
         except self._failures:
             client.close()
             raise
@@ -343,7 +343,7 @@ def _info(attrs: dict[str, Any]) -> ContainerInfo:
         labels=dict(config.get("Labels") or {}),
         memory_limit=int(host.get("Memory") or 0),
         nano_cpus=int(host.get("NanoCpus") or 0),
-        started_ns=parse_engine_time(str(state.get("StartedAt") or "")),
+        started_ns=parse_rfc3339(str(state.get("StartedAt") or "")),
         restart_count=int(attrs.get("RestartCount") or 0),
     )
 

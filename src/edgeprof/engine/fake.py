@@ -151,8 +151,8 @@ class FakeEngine:
             if not c.removed and all(c.req.labels.get(k) == v for k, v in labels.items())
         ]
 
-    def stats_stream(self, handle: Handle) -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
-        c = self.containers[handle.container_id]
+    def stats_stream(self, container_id: str) -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
+        c = self.containers[container_id]
         ended = threading.Event()
 
         def docs() -> Iterator[dict[str, Any]]:
