@@ -151,7 +151,9 @@ class FakeEngine:
             if not c.removed and all(c.req.labels.get(k) == v for k, v in labels.items())
         ]
 
-    def stats_stream(self, container_id: str) -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
+    def stats_stream(
+        self, container_id: str
+    ) -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
         c = self.containers[container_id]
         ended = threading.Event()
 

@@ -67,24 +67,18 @@ def stats(t: Any, v: Any) -> Stats:
     )
 
 
+def _row(
+    series_id: int, tb: int | None, t: Any, v: Any, mode: int, ts: bytes | None, vals: bytes
+) -> ChunkRow:
+    s = stats(t, v)
+    return (series_id, tb, s.n, s.t0, s.t1, s.vmin, s.vmax, s.vsum, mode, ts, vals)
+
+
 def open_row(series_id: int, t: Sequence[int], v: Sequence[float]) -> ChunkRow:
     """The write-ahead form of samples: raw arrays, nothing to compute but min/max/sum."""
     ta = np.asarray(t, dtype=np.int64)
     va = np.asarray(v, dtype=np.float64)
-    s = stats(ta, va)
-    return (
-        series_id,
-        None,
-        s.n,
-        s.t0,
-        s.t1,
-        s.vmin,
-        s.vmax,
-        s.vsum,
-        codec.RAW,
-        codec.raw_times(ta),
-        codec.raw_values(va),
-    )
+    return _row(series_id, None, ta, va, codec.RAW, codec.raw_times(ta), codec.raw_values(va))
 
 
 def final_row(
@@ -93,20 +87,8 @@ def final_row(
     """A final chunk of values (timestamps in ``timeblock_id``) and the mode chosen."""
     va = np.asarray(v, dtype=np.float64)
     mode, blob = codec.encode_values(va, hint)
-    s = stats(np.asarray(t, dtype=np.int64), va)
-    return (
-        series_id,
-        timeblock_id,
-        s.n,
-        s.t0,
-        s.t1,
-        s.vmin,
-        s.vmax,
-        s.vsum,
-        mode,
-        None,
-        blob,
-    ), mode
+    ta = np.asarray(t, dtype=np.int64)
+    return _row(series_id, timeblock_id, ta, va, mode, None, blob), mode
 
 
 def timeblock(t: Any) -> tuple[int, int, int, bytes]:

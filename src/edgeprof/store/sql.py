@@ -1,5 +1,8 @@
 """One portable SQL store for SQLite and PostgreSQL (see :mod:`.schema` for the tables).
 
+(Longer than most modules: it is the one class that implements the Store protocol, and
+every statement against the schema is here, so that a schema change is read in one file.)
+
 A :class:`SQLStore` wraps one DB-API connection (sqlite3 or psycopg). Driver errors roll
 back and become one :class:`~edgeprof.errors.StoreError` sentence naming the database, its
 password masked. Opened read-only (``readonly=True``) it never writes: no file is created,
