@@ -26,7 +26,9 @@ APP = (
     "import sys,time\n"
     "n=int(sys.argv[1]); t=time.perf_counter(); w=sys.stdout.write\n"
     "for i in range(n): w(f'log line {i:08d} with some payload to look like an app\\n')\n"
-    "sys.stdout.flush(); sys.stderr.write(f'ELAPSED {time.perf_counter()-t:.6f}\\n')\n"
+    "sys.stdout.flush(); e=time.perf_counter()-t\n"
+    "time.sleep(1)  # let a non-blocking log buffer drain before the line that matters\n"
+    "sys.stderr.write(f'ELAPSED {e:.6f}\\n')\n"
 )
 
 

@@ -39,13 +39,20 @@ class Reaper:
         self.proc = proc
 
     @classmethod
-    def start(cls, run_uid: str, run_id: int, db_url: str | None) -> Reaper | None:
+    def start(
+        cls, run_uid: str, run_id: int, db_url: str | None, work_dir: str | None = None
+    ) -> Reaper | None:
+        """``db_url`` must not be relative (the reaper runs from ``/``); ``work_dir`` is the
+        run's folder of sockets and logs, removed too should the profiler die."""
         env = {k: v for k, v in os.environ.items() if k not in _JOB_KILLER_VARS}
         if db_url:
             env[DB_ENV] = db_url  # not on the command line, where `ps` would show a password
+        argv = [sys.executable, "-m", "edgeprof.reaper", run_uid, str(run_id), str(os.getpid())]
+        if work_dir:
+            argv.append(work_dir)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "edgeprof.reaper", run_uid, str(run_id), str(os.getpid())],
+                argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -137,7 +144,6 @@ def reap_run(run_uid: str, run_id: int, dead_pid: int, db_url: str | None) -> Re
 
 
 def _mark(db_url: str, run_id: int, dead_pid: int, out: Reaped) -> None:
-    from edgeprof.model import Event
     from edgeprof.store import open_store
 
     try:
@@ -146,17 +152,24 @@ def _mark(db_url: str, run_id: int, dead_pid: int, out: Reaped) -> None:
         out.errors.append(f"database: {e}")
         return
     try:
-        now = time.time_ns()
-        if store.mark_crashed(run_id, now):
-            out.runs.append(run_id)
-            msg = (
-                f"the profiler (pid {dead_pid}) ended without finishing the run; the reaper "
-                f"removed {len(out.containers)} container(s) and {len(out.networks)} network(s)"
-            )
-            data = {"pid": dead_pid, "containers": out.containers, "networks": out.networks}
-            store.add_event(run_id, None, Event(now, "crashed", msg, None, data))
+        mark_crashed(store, run_id, dead_pid, out, "the reaper")
     finally:
         store.close()
+
+
+def mark_crashed(store: Any, run_id: int, dead_pid: Any, out: Reaped, who: str) -> None:
+    """Mark a run whose profiler died ``crashed``, with an event saying what was removed."""
+    from edgeprof.model import Event
+
+    now = time.time_ns()
+    if store.mark_crashed(run_id, now):
+        out.runs.append(run_id)
+        msg = (
+            f"the profiler (pid {dead_pid}) ended without finishing the run; {who} removed "
+            f"{len(out.containers)} container(s) and {len(out.networks)} network(s)"
+        )
+        data = {"pid": dead_pid, "containers": out.containers, "networks": out.networks}
+        store.add_event(run_id, None, Event(now, "crashed", msg, None, data))
 
 
 def cleanup(engine_client: Any, store: Any | None) -> Reaped:
@@ -168,9 +181,8 @@ def cleanup(engine_client: Any, store: Any | None) -> Reaped:
         _remove_run_objects(engine_client, {"label": [RUN_UID_LABEL]}, out, True)
     if store is not None:
         for r in store.list_runs(limit=10_000):
-            gone = r.status == "running" and owner_gone(r.owner) is True
-            if gone and store.mark_crashed(r.id, time.time_ns()):
-                out.runs.append(r.id)
+            if r.status == "running" and owner_gone(r.owner) is True:
+                mark_crashed(store, r.id, r.owner.get("pid"), out, "edgeprof cleanup")
     return out
 
 
@@ -178,6 +190,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run_uid, run_id, pid = argv[1], int(argv[2]), int(argv[3])
+    work_dir = argv[4] if len(argv) > 4 else None
     try:
         said = sys.stdin.buffer.read()
     except OSError:
@@ -185,6 +198,10 @@ def main(argv: list[str]) -> int:
     if b"done" in said:
         return 0
     reap_run(run_uid, run_id, pid, os.environ.get(DB_ENV))
+    if work_dir and os.path.basename(work_dir).startswith("edgeprof-run"):
+        import shutil
+
+        shutil.rmtree(work_dir, ignore_errors=True)
     return 0
 
 

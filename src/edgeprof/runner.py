@@ -117,15 +117,12 @@ def run_profile(
         for tr in runs
     ]
     result = RunResult(run_id=run_id, status="running")
-    reaper = None
-    if st.reaper:
-        reaper = Reaper.start(run_uid, run_id, st.db_url)
+    work_dir = tempfile.mkdtemp(prefix=f"edgeprof-run{run_id}-", dir=st.work_dir)
+    os.chmod(work_dir, 0o755)
+    reaper = Reaper.start(run_uid, run_id, st.db_url, work_dir) if st.reaper else None
     writer = BatchWriter(store, run_id)
-    work_dir: str | None = None
     attempted: set[int] = set()
     try:
-        work_dir = tempfile.mkdtemp(prefix=f"edgeprof-run{run_id}-", dir=st.work_dir)
-        os.chmod(work_dir, 0o755)
         opts = CollectOptions(
             stats_source=st.stats_source,
             tegrastats_path=prof.tegrastats_path,
@@ -162,9 +159,11 @@ def run_profile(
             result.status = "error"
         with DeferSignals():
             never = [tid for tid in target_ids if tid not in attempted]
-            _close_run(store, writer, run_id, result, never, clock, work_dir)
-            if reaper is not None:
-                reaper.done()
+            try:
+                _close_run(store, writer, run_id, result, never, clock, work_dir)
+            finally:
+                if reaper is not None:
+                    reaper.done()
     return result
 
 
@@ -194,14 +193,15 @@ def _close_run(
     result: RunResult,
     never_run: list[int],
     clock: Clock,
-    work_dir: str | None,
+    work_dir: str,
 ) -> None:
     errors: list[BaseException] = []
     best_effort(writer.close, errors)
+    if errors and result.status == "completed":
+        result.status = "error"  # its samples could not all be stored
     for tid in never_run:
         best_effort(partial(store.update_target, tid, status="not_run"), errors)
     best_effort(lambda: store.end_run(run_id, result.status, clock.now_ns()), errors)
-    if work_dir is not None:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    shutil.rmtree(work_dir, ignore_errors=True)
     if errors and result.status != "interrupted":
         raise errors[0]

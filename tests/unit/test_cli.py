@@ -282,6 +282,10 @@ def test_passwords_never_printed(tmp_path: Path) -> None:
         f"postgresql://edge:{secret}@127.0.0.1:1/runs",
         f"postgresql://edge@127.0.0.1:1/runs?password={secret}",
         f"postgres://edge:{secret}@127.0.0.1:1/runs",
+        f"postgresql://edge:{secret}@[::1/runs",  # malformed
+        f"postgresql://edge:{secret}@x@127.0.0.1:1/runs",  # an unencoded @ in the password
+        f"postgresql://edge:{secret}/y@127.0.0.1:1/runs",  # an unencoded /
+        f"host=127.0.0.1 port=1 user=edge password={secret}",  # libpq's key=value form
     ]
     for url in urls:
         for args in (

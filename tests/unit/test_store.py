@@ -703,3 +703,54 @@ def test_a_100hz_run_takes_few_bytes_per_sample(tmp_path: Path) -> None:
     size = sum(p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith("dense.db"))
     assert n == 6000 * 30
     assert size / n < 8.0, size / n
+
+
+def test_an_interrupted_migration_leaves_the_old_database_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    c = sqlite3.connect(db)
+    for stmt in V1_SCHEMA:
+        c.execute(stmt)
+    c.commit()
+    c.close()
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the samples are converted
+
+    with pytest.raises(KeyboardInterrupt):
+        open_store(f"sqlite:///{db}", progress=interrupt)
+    c = sqlite3.connect(db)
+    assert c.execute("SELECT version FROM schema_version").fetchone() == (1,)
+    assert "owner" not in [r[1] for r in c.execute("PRAGMA table_info(runs)")]
+    assert c.execute("SELECT COUNT(*) FROM samples").fetchone() == (2,)
+    c.close()
+    store = open_store(f"sqlite:///{db}")  # and it migrates fine afterwards
+    assert store.migrated == (1, SCHEMA_VERSION)
+    assert store.series_samples(1)[1].tolist() == [50.0, 25.0]
+    store.close()
+
+
+def test_a_failed_flush_stops_the_writer_instead_of_mixing_series(tmp_path: Path) -> None:
+    store = open_store(_url(tmp_path))
+    run_id = _begin(store)
+    w = BatchWriter(store, run_id, None, flush_s=0.05)
+    real = store.write_chunks
+    calls = {"n": 0}
+
+    def failing(rows):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise StoreError("the database at x failed: disk I/O error")
+        real(rows)
+
+    store.write_chunks = failing  # type: ignore[method-assign]
+    w.write([Sample("cpu", labels_of(k="a"), 1, 1.0)])
+    w.flush()
+    w.write([Sample("mem", labels_of(k="b"), 2, 777.0)])
+    with pytest.raises(StoreError, match="disk I/O error"):
+        w.close()
+    store.write_chunks = real  # type: ignore[method-assign]
+    series = {s.id: (s.metric, s.labels) for s in store.series(run_id)}
+    for sid, (_t, v) in store.series_arrays(run_id).items():  # nothing filed under a wrong series
+        assert series[sid] == ("mem", {"k": "b"}) or v.tolist() != [777.0]
+    assert ("cpu", {"k": "a"}) not in [series[sid] for sid in store.series_arrays(run_id)]
+    store.close()

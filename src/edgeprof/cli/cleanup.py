@@ -27,7 +27,7 @@ def add(sub: Any) -> None:
 def main(ns: argparse.Namespace) -> int:
     from edgeprof.errors import StoreError
     from edgeprof.reaper import cleanup
-    from edgeprof.store import open_store
+    from edgeprof.store import open_store, sqlite_path
 
     client = None
     try:
@@ -43,7 +43,7 @@ def main(ns: argparse.Namespace) -> int:
         )
     store = None
     url = db_url(ns.db)
-    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
+    path = sqlite_path(url)
     if path is None or os.path.exists(path):
         try:
             store = open_store(url)

@@ -24,10 +24,12 @@ def add(sub: Any) -> None:
 
 def main(ns: argparse.Namespace) -> int:
     from edgeprof.errors import StoreError
+    from edgeprof.store import sqlite_path
 
     url = db_url(ns.db)
-    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
-        raise StoreError(f"no database at {url[len('sqlite:///') :]}; nothing to migrate")
+    path = sqlite_path(url)
+    if path is not None and path != ":memory:" and not os.path.exists(path):
+        raise StoreError(f"no database at {path}; nothing to migrate")
     store = open_for_writing(ns.db)
     before, after = store.migrated
     store.close()

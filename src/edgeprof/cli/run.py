@@ -58,6 +58,7 @@ def main(ns: argparse.Namespace) -> int:
     from edgeprof.report.terminal import print_summary
     from edgeprof.runner import RunSettings, run_profile
     from edgeprof.spec import load_spec
+    from edgeprof.store import absolute_url
 
     loaded = load_spec(ns.spec)
     store = open_for_writing(ns.db)
@@ -67,7 +68,7 @@ def main(ns: argparse.Namespace) -> int:
         interval_s=ns.interval,
         stats_source=ns.stats_source,
         only_targets=ns.target or None,
-        db_url=db_url(ns.db),
+        db_url=absolute_url(db_url(ns.db)),  # the reaper runs from another directory
     )
     try:
         with ui:

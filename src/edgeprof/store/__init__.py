@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from edgeprof.errors import StoreError
@@ -17,11 +19,20 @@ from edgeprof.store.migrate import Progress
 from edgeprof.store.schema import Dialect, PgDialect
 from edgeprof.store.sql import SQLStore
 from edgeprof.store.writer import BatchWriter
-from edgeprof.urls import redact_url
+from edgeprof.urls import redact_text, redact_url
 
 DEFAULT_DB = "sqlite:///./edgeprof.db"
 
-__all__ = ["DEFAULT_DB", "BatchWriter", "SQLStore", "Store", "open_store", "redact_url"]
+__all__ = [
+    "DEFAULT_DB",
+    "BatchWriter",
+    "SQLStore",
+    "Store",
+    "absolute_url",
+    "open_store",
+    "redact_url",
+    "sqlite_path",
+]
 
 
 def open_store(url: str, readonly: bool = False, progress: Progress | None = None) -> SQLStore:
@@ -32,22 +43,52 @@ def open_store(url: str, readonly: bool = False, progress: Progress | None = Non
     if url.startswith(("postgresql://", "postgres://")):
         return _open_postgres(url, readonly, progress)
     hint = "use sqlite:///path/to/file.db or postgresql://user@host/db"
-    if url and "://" not in url:
+    if "=" in url and "://" not in url:
+        hint = "edgeprof takes a URL: postgresql://user@host:port/db (a password is best kept in PGPASSFILE)"
+    elif url and "://" not in url:
         p = os.path.abspath(url)
         hint = (
             f"for a SQLite file write sqlite:///{p}"
             if url.startswith("/")
             else (f"for a SQLite file write sqlite:///{url} (relative) or sqlite:///{p} (absolute)")
         )
-    raise StoreError(f"database URL {redact_url(url)!r} is not supported; {hint}")
+    raise StoreError(redact_url(f"database URL {url!r} is not supported; {hint}"))
 
 
-def _sqlite_path(url: str) -> str:
+def _store(conn: Any, dialect: Any, url: str, **kw: Any) -> SQLStore:
+    """The store over ``conn``; the connection is closed if opening fails (or is interrupted)."""
+    try:
+        return SQLStore(conn, dialect, url, **kw)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.close()
+        raise
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite://`` URL (``:memory:`` for none); None for other URLs.
+
+    ``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
+    if not url.startswith("sqlite://"):
+        return None
     path = url[len("sqlite://") :]
-    # sqlite:///rel.db → rel.db ; sqlite:////abs/x.db → /abs/x.db ; sqlite:///:memory:
     if path.startswith("/"):
         path = path[1:]
     return ":memory:" if path in ("", ":memory:") else path
+
+
+def absolute_url(url: str) -> str:
+    """The same database named so that it means the same from any working directory."""
+    path = sqlite_path(url)
+    if path is None or path == ":memory:":
+        return url
+    return "sqlite:///" + os.path.abspath(path)
+
+
+def _sqlite_path(url: str) -> str:
+    path = sqlite_path(url)
+    assert path is not None
+    return path
 
 
 def _open_sqlite(url: str, readonly: bool, progress: Progress | None = None) -> SQLStore:
@@ -72,7 +113,7 @@ def _open_sqlite(url: str, readonly: bool, progress: Progress | None = None) -> 
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        return SQLStore(conn, Dialect, url, progress=progress)
+        return _store(conn, Dialect, url, progress=progress)
     except sqlite3.DatabaseError as e:
         raise StoreError(
             f"cannot open database {path}: {e}; is it an edgeprof SQLite file?"
@@ -104,7 +145,7 @@ def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
         try:
             conn = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False, timeout=30)
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            store = SQLStore(conn, Dialect, url, readonly=True)
+            store = _store(conn, Dialect, url, readonly=True)
         except (sqlite3.DatabaseError, StoreError) as e:
             last = e
             continue
@@ -143,12 +184,4 @@ def _open_postgres(url: str, readonly: bool, progress: Progress | None = None) -
         ) from None
     if readonly:
         conn.read_only = True
-    return SQLStore(conn, PgDialect, shown, readonly=readonly, progress=progress)
-
-
-def redact_text(text: str, url: str) -> str:
-    """``text`` with the URL's password (if any) masked wherever it appears."""
-    from edgeprof.urls import url_password
-
-    pw = url_password(url)
-    return text.replace(pw, "***") if pw else text
+    return _store(conn, PgDialect, shown, readonly=readonly, progress=progress)

@@ -10,6 +10,7 @@ this protocol, never through SQL of its own.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -180,6 +181,10 @@ class Store(Protocol):
         ...
 
     def commit(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Statements inside are committed together, with no other thread's in between."""
+        ...
 
     def add_event(self, run_id: int, target_id: int | None, ev: Event) -> None: ...
 

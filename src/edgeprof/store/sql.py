@@ -98,13 +98,29 @@ class SQLStore:
                     self.conn.commit()
             except StoreError:
                 raise
-            except Exception as e:
-                if not _is_db_error(e):
-                    raise
+            except BaseException as e:  # Ctrl-C mid-statement too: nothing half-written stays
                 with contextlib.suppress(Exception):
                     self.conn.rollback()
+                if not (isinstance(e, Exception) and _is_db_error(e)):
+                    raise
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise StoreError(f"the database at {self.url} failed: {first}") from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside is committed together, or not at all: no other thread's
+        statement (and commit) can come between (the batch writer's flushes)."""
+        with self.lock:
+            try:
+                yield
+                self.conn.commit()
+            except BaseException as e:
+                with contextlib.suppress(Exception):
+                    self.conn.rollback()
+                if isinstance(e, Exception) and _is_db_error(e):
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise StoreError(f"the database at {self.url} failed: {first}") from None
+                raise
 
     def _exec(self, sql: str, params: Sequence[Any] = (), commit: bool = True) -> None:
         with self._cursor(commit) as cur:
@@ -170,9 +186,14 @@ class SQLStore:
         file is compacted afterwards (``VACUUM``) when data was moved."""
         fmt = {"pk": self.d.pk, "real": self.d.real, "blob": self.d.blob}
         moved = False
+        version = self.schema_version()
+        before = version or 0
         with self._cursor() as cur:
-            version = self.schema_version()
-            before = version or 0
+            if self.d.name == "sqlite":
+                # sqlite3 begins transactions only before DML: the DDL too must be in this one,
+                # so that an interrupted migration leaves the file as it was
+                self.conn.commit()
+                cur.execute("BEGIN")
             if version is None:
                 cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 for stmt in SCHEMA:

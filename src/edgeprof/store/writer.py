@@ -122,9 +122,13 @@ class BatchWriter:
             return sum(self._written.values())
         return self._written.get(target_id, 0)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 120.0) -> None:
+        """Write everything still queued and stop; raises when writing failed (or did not
+        finish within ``timeout`` seconds: a database that stopped answering)."""
         self._q.put(None)
-        self._thread.join()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.error = self.error or TimeoutError(f"still writing after {timeout:g} s")
         if self.error is not None:
             raise StoreError(f"writing samples to {self.store.url} failed: {self.error}")
 
@@ -210,6 +214,13 @@ class BatchWriter:
             self._end(lambda k, b: b.tid == c.args[0])
 
     def _flush(self, pending: list[Any], last: bool = False) -> None:
+        """Write what is pending in one transaction: other threads' statements (and their
+        commits) wait, so a crash never finds open chunks deleted but the final one not
+        written, or a series registered but not its samples."""
+        with self.store.transaction():
+            self._flush_in_transaction(pending, last)
+
+    def _flush_in_transaction(self, pending: list[Any], last: bool) -> None:
         touched: set[_Series] = set()
         events: list[tuple[int | None, Event]] = []
         targets = self._targets
@@ -228,7 +239,6 @@ class BatchWriter:
             self._end(lambda k, b: True)
         if events:
             self.store.write_events(self.run_id, events)
-        self.store.commit()
 
     def _settle(self, touched: set[_Series]) -> None:
         full = [b for b in touched if b.full()]
@@ -253,10 +263,14 @@ class BatchWriter:
             except queue.Empty:
                 pass
             if done or (pending and (waiting or time.monotonic() - last >= self.flush_s)):
-                try:
-                    self._flush(pending, last=done)
-                except Exception as e:  # noqa: BLE001 - reported by close()
-                    self.error = self.error or e
+                if self.error is None:
+                    try:
+                        self._flush(pending, last=done)
+                    except Exception as e:  # noqa: BLE001 - reported by close()
+                        # the transaction was rolled back: the series ids this writer
+                        # knows may not exist any more, so it stops writing (fail-stop)
+                        # rather than file samples under the wrong series
+                        self.error = e
                 pending = []
             for c in waiting:
                 c.done.set()
