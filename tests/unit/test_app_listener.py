@@ -222,3 +222,36 @@ def test_other_user_can_only_send(tmp_path: Path) -> None:
     col.close()
     assert [s.metric for s in col.sample(0)] == ["app.nobody"]
     os.rmdir(top)
+
+
+def test_close_waits_for_a_slow_pump_then_reports_unknown_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pump that never finishes draining is killed after the wait, and the loss is 'unknown'."""
+    import signal
+
+    from edgeprof.collect.app import listener
+
+    monkeypatch.setattr(listener, "DRAIN_TIMEOUT_S", 0.5)
+    events: list[Event] = []
+    col = AppMetricsCollector(str(tmp_path / "m.sock"))
+    col.open(ctx_for(events))
+    assert col._pump is not None
+    os.kill(col._pump.pid, signal.SIGSTOP)  # stuck: it cannot read, drain or answer
+    t0 = time.monotonic()
+    col.close()
+    assert 0.5 <= time.monotonic() - t0 < 10
+    assert col._pump.returncode == -signal.SIGKILL
+    (st,) = [e for e in events if e.kind == "app_metrics_stats"]
+    assert st.data["pump_dropped"] is None
+    assert "count unknown" in st.message
+
+
+def test_close_reports_zero_loss_after_a_clean_drain(tmp_path: Path) -> None:
+    events: list[Event] = []
+    col = AppMetricsCollector(str(tmp_path / "m.sock"))
+    col.open(ctx_for(events))
+    col.close()
+    assert col._pump is not None and col._pump.returncode == 0
+    (st,) = [e for e in events if e.kind == "app_metrics_stats"]
+    assert st.data["pump_dropped"] == 0 and "unknown" not in st.message

@@ -635,9 +635,51 @@ def test_exact_round_trip_of_random_series(series: list[list[tuple[int, float]]]
         assert t.tolist() == [x for x, _ in samples]
         want = np.array([x for _, x in samples], dtype=np.float64).view(np.uint64)
         assert np.array_equal(v.view(np.uint64), want)
-    exported = list(store.iter_samples(run_id))
-    assert len(exported) == sum(len(s) for s in series)
-    assert [x[1] for x in exported] == sorted(x[1] for x in exported)
+    arrays = store.series_arrays(run_id)  # the whole run at once: the reference order
+    ref = sorted(
+        (
+            (int(ti), sid, k, float(vi))
+            for sid, (t, v) in arrays.items()
+            for k, (ti, vi) in enumerate(zip(t.tolist(), v.tolist(), strict=True))
+        ),
+        key=lambda x: (x[0], x[1], x[2]),
+    )
+    want_rows = [(sid, t, v) for t, sid, _k, v in ref]
+    for chunk in (1, 333, 65536):  # a sweep in small steps gives the same rows
+        exported = list(store.iter_samples(run_id, chunk=chunk))
+        assert len(exported) == sum(len(s) for s in series)
+        assert [(a, b, np.float64(c).view(np.uint64)) for a, b, c in exported] == [
+            (a, b, np.float64(c).view(np.uint64)) for a, b, c in want_rows
+        ]
+    store.close()
+
+
+def test_iter_samples_holds_only_overlapping_chunks() -> None:
+    """Export of a long run never decodes the whole run at once."""
+    store = open_store("sqlite:///:memory:")
+    run_id = _begin(store)
+    w = BatchWriter(store, run_id, None, flush_s=3600)
+    step = 10_000_000  # 100 Hz, 20 series, 100,000 ticks: 2M samples
+    for i in range(0, 100_000, 5000):
+        t = range((i + 1) * step, (i + 5001) * step, step)
+        w.write([Sample("m", labels_of(k=str(k)), x, float(x % 97)) for x in t for k in range(20)])
+    w.close()
+    sizes: list[int] = []
+    real = store._decode  # type: ignore[attr-defined]
+
+    def counting(*a: object, **kw: object) -> object:
+        got = real(*a, **kw)
+        sizes.append(sum(len(t) for t, _ in got.values()))
+        return got
+
+    store._decode = counting  # type: ignore[attr-defined]
+    n = last = 0
+    for _sid, t, _v in store.iter_samples(run_id):
+        assert t >= last
+        last = t
+        n += 1
+    assert n == 2_000_000
+    assert max(sizes) <= 100_000  # a chunk's span across 20 series, not the run
     store.close()
 
 
@@ -753,4 +795,24 @@ def test_a_failed_flush_stops_the_writer_instead_of_mixing_series(tmp_path: Path
     for sid, (_t, v) in store.series_arrays(run_id).items():  # nothing filed under a wrong series
         assert series[sid] == ("mem", {"k": "b"}) or v.tolist() != [777.0]
     assert ("cpu", {"k": "a"}) not in [series[sid] for sid in store.series_arrays(run_id)]
+    store.close()
+
+
+def test_chunks_never_exceed_their_size_or_span_whatever_the_flush_interval() -> None:
+    from edgeprof.store import chunks
+
+    store = open_store("sqlite:///:memory:")
+    run_id = _begin(store)
+    w = BatchWriter(store, run_id, None, flush_s=3600)  # everything in one flush
+    fast = range(1, 10_001)  # 10,000 samples 1 ns apart
+    slow = range(0, 600 * 10**9, 7 * 10**9)  # one every 7 s for 10 minutes
+    w.write([Sample("fast", labels_of(k="f"), t, float(t)) for t in fast])
+    w.write([Sample("slow", labels_of(k="s"), t, 1.0) for t in slow])
+    w.close()
+    rows = store._rows("SELECT n, t0_ns, t1_ns FROM chunks")  # type: ignore[attr-defined]
+    assert sum(r["n"] for r in rows) == 10_000 + len(slow)
+    for r in rows:
+        assert r["n"] <= chunks.CHUNK_SAMPLES
+        assert r["t1_ns"] - r["t0_ns"] <= chunks.CHUNK_SPAN_NS + 7 * 10**9
+    assert len(rows) == 10 + 5  # 1024 per chunk; 120 s (18 samples of 7 s) per chunk
     store.close()

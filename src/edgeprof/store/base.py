@@ -216,12 +216,8 @@ class Store(Protocol):
         """One series' timestamps and values (numpy arrays), in the order written."""
         ...
 
-    def ordered_values(self, series_id: int) -> Any:
-        """One series' values in the order written (time order, for the sampler's)."""
-        ...
-
-    def iter_samples(self, run_id: int) -> Iterator[tuple[int, int, float]]:
-        """``(series_id, t_ns, value)`` of a run in time order."""
+    def iter_samples(self, run_id: int, chunk: int = 65536) -> Iterator[tuple[int, int, float]]:
+        """``(series_id, t_ns, value)`` of a run in time order, in bounded memory."""
         ...
 
     def sample_count(self, run_id: int | None = None) -> int: ...

@@ -91,6 +91,23 @@ def final_row(
     return _row(series_id, timeblock_id, ta, va, mode, None, blob), mode
 
 
+def pieces(t: Any) -> list[tuple[int, int]]:
+    """``[a, b)`` ranges that cut timestamps ``t`` into chunks of at most
+    :data:`CHUNK_SAMPLES` samples, each spanning at most :data:`CHUNK_SPAN_NS` from its
+    first sample (the sample that reaches the span closes the chunk)."""
+    ta = np.asarray(t, dtype=np.int64)
+    out: list[tuple[int, int]] = []
+    a, n = 0, len(ta)
+    while a < n:
+        b = min(a + CHUNK_SAMPLES, n)
+        over = np.flatnonzero(ta[a + 1 : b] - ta[a] >= CHUNK_SPAN_NS)
+        if len(over):
+            b = a + 1 + int(over[0]) + 1
+        out.append((a, b))
+        a = b
+    return out
+
+
 def timeblock(t: Any) -> tuple[int, int, int, bytes]:
     """(n, t0, t1, encoded timestamps) of a time block."""
     ta = np.asarray(t, dtype=np.int64)
@@ -100,12 +117,14 @@ def timeblock(t: Any) -> tuple[int, int, int, bytes]:
 def decode(
     rows: Iterable[tuple[int, int, int | None, int, int, bytes | None, bytes]],
     timeblocks: dict[int, tuple[int, bytes]],
-) -> dict[int, tuple[Any, Any]]:
+    keep_chunks: bool = False,
+) -> dict[Any, tuple[Any, Any]]:
     """Chunk rows ``(id, series_id, timeblock_id, n, mode, ts, vals)``, in id order, →
-    series_id → (timestamps, values), each in the order the samples were written."""
-    parts: dict[int, tuple[list[Any], list[Any]]] = {}
+    series_id → (timestamps, values), each in the order the samples were written; with
+    ``keep_chunks``, (series_id, chunk id) → that chunk's arrays."""
+    parts: dict[Any, tuple[list[Any], list[Any]]] = {}
     times: dict[int, Any] = {}
-    for _id, sid, tb, n, mode, ts, vals in rows:
+    for cid, sid, tb, n, mode, ts, vals in rows:
         if tb is not None:
             t = times.get(tb)
             if t is None:
@@ -114,7 +133,7 @@ def decode(
         else:
             t = codec.decode_raw_times(bytes(ts or b""), n)
         v = codec.decode_values(mode, bytes(vals), n)
-        p = parts.setdefault(sid, ([], []))
+        p = parts.setdefault((sid, cid) if keep_chunks else sid, ([], []))
         p[0].append(t)
         p[1].append(v)
     return {

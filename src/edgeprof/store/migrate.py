@@ -41,13 +41,13 @@ def samples_to_chunks(store: Any, cur: Any, progress: Progress | None) -> None:
             t_all = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             v_all = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
             out = []
-            for i in range(0, len(rows), chunks.CHUNK_SAMPLES):
-                t = t_all[i : i + chunks.CHUNK_SAMPLES]
+            for a, z in chunks.pieces(t_all):
+                t = t_all[a:z]
                 key = (target, t.tobytes())
                 tb = blocks.get(key)
                 if tb is None:
                     tb = blocks[key] = store.add_timeblock(*chunks.timeblock(t))
-                row, hint = chunks.final_row(sid, tb, t, v_all[i : i + chunks.CHUNK_SAMPLES], hint)
+                row, hint = chunks.final_row(sid, tb, t, v_all[a:z], hint)
                 out.append(row)
             store.write_chunks(out)
             done += len(rows)

@@ -439,8 +439,11 @@ class SQLStore:
             for r in rows
         ]
 
-    def _decode(self, where: str, params: Sequence[Any]) -> dict[int, tuple[Any, Any]]:
-        """series id → (timestamps, values) of the chunks ``where`` selects (write order)."""
+    def _decode(
+        self, where: str, params: Sequence[Any], keep_chunks: bool = False
+    ) -> dict[Any, tuple[Any, Any]]:
+        """series id → (timestamps, values) of the chunks ``where`` selects (write order);
+        with ``keep_chunks``, (series id, chunk id) → the chunk's own arrays."""
         with self._cursor() as cur:
             cur.execute(
                 self._q(
@@ -459,7 +462,7 @@ class SQLStore:
                     self._q(f"SELECT id, n, ts FROM timeblocks WHERE id IN ({marks})"), part
                 )
                 blocks.update({int(r[0]): (int(r[1]), r[2]) for r in cur.fetchall()})
-        return chunks.decode(rows, blocks)
+        return chunks.decode(rows, blocks, keep_chunks)
 
     def series_arrays(self, run_id: int) -> dict[int, tuple[Any, Any]]:
         return self._decode("c.series_id IN (SELECT id FROM series WHERE run_id = ?)", (run_id,))
@@ -473,22 +476,44 @@ class SQLStore:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         return got
 
-    def ordered_values(self, series_id: int) -> Any:
-        return self.series_samples(series_id)[1]
-
     def iter_samples(self, run_id: int, chunk: int = 65536) -> Iterator[tuple[int, int, float]]:
-        arrays = self.series_arrays(run_id)
-        if not arrays:
-            return
-        sids = np.concatenate(
-            [np.full(len(t), sid, dtype=np.int64) for sid, (t, _) in arrays.items()]
+        """Every sample of the run as ``(series_id, t_ns, value)``, by time, then series.
+
+        Memory stays bounded by the chunks that overlap in time, not by the run: chunks are
+        loaded in order of their first timestamp, about ``chunk`` samples at a time, and a
+        sample is yielded once no chunk still unread can hold an earlier one (an unread
+        chunk starts at or after its ``t0_ns``). Equal times keep write order per series.
+        """
+        meta = self._rows(
+            "SELECT c.id, c.n, c.t0_ns FROM chunks c JOIN series s ON s.id = c.series_id"
+            " WHERE s.run_id = ? ORDER BY c.t0_ns, c.id",
+            (run_id,),
         )
-        ts = np.concatenate([t for t, _ in arrays.values()])
-        vs = np.concatenate([v for _, v in arrays.values()])
-        order = np.lexsort((sids, ts))  # by time, then series (stable: write order kept)
-        for i in range(0, len(order), chunk):
-            o = order[i : i + chunk]
-            yield from zip(sids[o].tolist(), ts[o].tolist(), vs[o].tolist(), strict=True)
+        pending: tuple[Any, Any, Any, Any] | None = None  # sid, t, v, order key
+        i = 0
+        while i < len(meta):
+            j, n = i, 0
+            while j < len(meta) and (n < chunk or meta[j]["t0_ns"] == meta[j - 1]["t0_ns"]):
+                n += int(meta[j]["n"])
+                j += 1
+            ids = [int(r["id"]) for r in meta[i:j]]
+            bound = int(meta[j]["t0_ns"]) if j < len(meta) else None
+            i = j
+            parts = [pending] if pending is not None else []
+            for part_ids in (ids[k : k + 500] for k in range(0, len(ids), 500)):
+                marks = ", ".join("?" * len(part_ids))
+                got = self._decode(f"c.id IN ({marks})", part_ids, keep_chunks=True)
+                for (sid, cid), (t, v) in got.items():
+                    key = (cid << 32) + np.arange(len(t), dtype=np.int64)
+                    parts.append((np.full(len(t), sid, dtype=np.int64), t, v, key))
+            sids, ts, vs, keys = (np.concatenate([p[k] for p in parts]) for k in range(4))
+            order = np.lexsort((keys, sids, ts))
+            sids, ts, vs, keys = sids[order], ts[order], vs[order], keys[order]
+            cut = len(ts) if bound is None else int(np.searchsorted(ts, bound, side="left"))
+            for a in range(0, cut, chunk):
+                b = min(a + chunk, cut)
+                yield from zip(sids[a:b].tolist(), ts[a:b].tolist(), vs[a:b].tolist(), strict=True)
+            pending = (sids[cut:], ts[cut:], vs[cut:], keys[cut:]) if cut < len(ts) else None
 
     def sample_count(self, run_id: int | None = None) -> int:
         if run_id is None:

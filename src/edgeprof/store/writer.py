@@ -166,11 +166,14 @@ class BatchWriter:
         rows: list[chunks.ChunkRow] = []
         drop: list[int] = []
         for group in by_times.values():
-            t = group[0].t
-            tb = self.store.add_timeblock(*chunks.timeblock(t))
+            t_all = group[0].t
+            for a, z in chunks.pieces(t_all):  # a long flush interval gathers many chunks
+                t = t_all[a:z]
+                tb = self.store.add_timeblock(*chunks.timeblock(t))
+                for b in group:
+                    row, b.hint = chunks.final_row(b.sid, tb, t, b.v[a:z], b.hint)
+                    rows.append(row)
             for b in group:
-                row, b.hint = chunks.final_row(b.sid, tb, t, b.v, b.hint)
-                rows.append(row)
                 if b.has_open:
                     drop.append(b.sid)
                 self._count(b, len(b.t) - b.written)

@@ -255,8 +255,13 @@ class Aggregator:
         )
         if st["dogstatsd_reported_dropped"]:
             msg += f", {st['dogstatsd_reported_dropped']} reported dropped by a DogStatsD client"
-        lost = st.get("pump_dropped") or 0
-        if lost:
+        lost = st.get("pump_dropped", 0)
+        if lost is None:
+            msg += (
+                "; the profiler's reader was stopped before it finished, so datagrams still "
+                "queued at the end may be lost (count unknown)"
+            )
+        elif lost:
             msg += f", {lost} lost by the profiler (its buffer was full)"
         events.append(Event(now_ns, "app_metrics_stats", msg, self._target, st))
         return events

@@ -40,6 +40,7 @@ DEFAULT_RCVBUF = 8 << 20
 QUEUE_LEN = 8192
 QLEN_SYSCTL = "/proc/sys/net/unix/max_dgram_qlen"
 _QLEN_LOCK = "/tmp/.edgeprof-qlen.lock"
+DRAIN_TIMEOUT_S = 60.0  # the longest close() waits for the pump to read its sockets dry
 SMALL_QUEUE = 512
 PUMP_PAUSE_S = 0.0005
 """The pump's pause between drains when the socket queue is deep (8,192 datagrams)."""
@@ -240,23 +241,36 @@ class AppMetricsCollector(BaseCollector):
         return out
 
     def close(self) -> None:
+        """Drain what the pump still holds, then stop it.
+
+        Closing the pump's stdin asks it to read its sockets dry, send a stats frame and
+        exit; the reader thread ends at the pump's EOF. A slow drain (a deep queue, a busy
+        machine) is waited for up to ``DRAIN_TIMEOUT_S``; only then is the pump killed, and
+        the loss is then reported as unknown rather than as zero.
+        """
         if self._closed:
             return
         self._closed = True
         p = self._pump
+        stats_seen = True
         if p is not None:
             if p.stdin is not None:
                 with contextlib.suppress(OSError):
                     p.stdin.close()
-            if self._thread is not None:
-                self._thread.join(timeout=10.0)
-            try:
-                p.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
+            reader = self._thread
+            if reader is not None:
+                reader.join(timeout=DRAIN_TIMEOUT_S)
+            if reader is None or not reader.is_alive():  # EOF seen: the pump is exiting
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=5.0)
+            if p.poll() is None:
                 p.kill()
-                p.wait()
+            p.wait()
+            if self._thread is not None:
+                self._thread.join()  # the pump is gone: its stdout reaches EOF
             if p.stdout is not None:
                 p.stdout.close()
+            stats_seen = bool(self._pump_stats)
         if self._udp_keep is not None:
             if self._udp_inode is not None:
                 self._udp_drops = _udp_kernel_drops(self._udp_inode)
@@ -266,7 +280,7 @@ class AppMetricsCollector(BaseCollector):
         extra = {
             "udp_kernel_drops": self._udp_drops,
             "queue_len": self.queue_len,
-            "pump_dropped": self._pump_stats.get("pump_dropped", 0),
+            "pump_dropped": self._pump_stats.get("pump_dropped", 0) if stats_seen else None,
         }
         events = self._agg.take_events()
         self._emit(events + self._agg.closing_events(self._clock.now_ns(), extra))
