@@ -50,13 +50,17 @@ def is_jetson(proc_root: str = "/proc", etc_root: str = "/etc") -> bool:
     return os.path.exists(os.path.join(etc_root, "nv_tegra_release"))
 
 
-def measure_sched_tick(duration_s: float = 0.03) -> float | None:
+def measure_sched_tick(
+    duration_s: float = 0.03, min_steps: int = 5, max_s: float = 0.15
+) -> float | None:
     """The step in which the kernel's per-task CPU time advances for a running task, in s.
 
     A task that keeps running is charged its CPU time at scheduler ticks (4 ms at
     ``CONFIG_HZ=250``), so a cgroup's ``cpuacct.usage`` read every 10 ms moves by 8 or 12 ms
-    of a busy core. Measured by spinning this thread for ``duration_s`` and taking the
-    median step of ``/proc/thread-self/schedstat``; None when that file is not readable.
+    of a busy core. Measured by spinning this thread for ``duration_s`` — longer, up to
+    ``max_s``, until ``min_steps`` steps were seen (a 100 Hz kernel steps every 10 ms, and a
+    busy machine lends this thread less time) — and taking the median step of
+    ``/proc/thread-self/schedstat``; None when that file is not readable.
     """
     try:
         fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
@@ -65,8 +69,9 @@ def measure_sched_tick(duration_s: float = 0.03) -> float | None:
     steps: list[int] = []
     try:
         last = int(os.pread(fd, 128, 0).split()[0])
-        end = time.perf_counter() + duration_s
-        while time.perf_counter() < end:
+        start = time.perf_counter()
+        end, cap = start + duration_s, start + max_s
+        while (now := time.perf_counter()) < end or (len(steps) < min_steps and now < cap):
             v = int(os.pread(fd, 128, 0).split()[0])
             if v != last:
                 steps.append(v - last)

@@ -150,6 +150,8 @@ def run_profile(
         ui.run_started(run_id, image, runs)
         for tr, tid in zip(runs, target_ids, strict=True):
             result.targets.append(run_target(run, tr, tid))
+            if writer.error is not None:  # samples can no longer be stored: stop here
+                break
         result.status = "completed"
     except KeyboardInterrupt:
         result.status = "interrupted"

@@ -83,6 +83,7 @@ class Sampler:
         self._described: dict[str, MetricSpec] = {}
         self._versions: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._learn_lock = threading.Lock()
         self._collectors: tuple[Collector, ...] = ()
         self._history: dict[tuple[str, Labels], deque[tuple[int, float]]] = {}
         self._stop = threading.Event()
@@ -116,20 +117,22 @@ class Sampler:
         return self._collectors
 
     def learn(self, c: Collector) -> None:
-        """Describe the metrics of ``c`` to the sink (units, kinds, derived rates)."""
-        self._versions[id(c)] = c.metrics_version
-        fresh: list[MetricSpec] = []
-        for m in c.metrics():
-            if self._described.get(m.name) == m:
-                continue
-            self._described[m.name] = m
-            fresh.append(m)
-            if m.kind in ("counter", "total"):
-                rate = self._rate_for(m)
-                self._rates[m.name] = rate
-                fresh.append(m.rate_spec())
-        if fresh:
-            self.sink.describe(fresh)
+        """Describe the metrics of ``c`` to the sink (units, kinds, derived rates); from the
+        sampling thread (dynamic metrics) or the thread adding ``c``."""
+        with self._learn_lock:
+            self._versions[id(c)] = c.metrics_version
+            fresh: list[MetricSpec] = []
+            for m in c.metrics():
+                if self._described.get(m.name) == m:
+                    continue
+                self._described[m.name] = m
+                fresh.append(m)
+                if m.kind in ("counter", "total"):
+                    rate = self._rate_for(m)
+                    self._rates[m.name] = rate
+                    fresh.append(m.rate_spec())
+            if fresh:
+                self.sink.describe(fresh)
 
     def _rate_for(self, m: MetricSpec) -> _Rate:
         window = self.interval_s
@@ -173,7 +176,7 @@ class Sampler:
             return out
         rates = self._rates
         history = self._history
-        derived: list[Sample] = []
+        derived: dict[tuple[str, Labels], Sample] = {}  # one rate per series and tick: the last
         for s in out:
             r = rates.get(s.metric)
             if r is None:
@@ -196,9 +199,9 @@ class Sampler:
                 rate = (v - v0) * 1e9 / (t - t0) * r.scale
                 if r.max is not None and rate > r.max:
                     rate = r.max
-                derived.append(Sample(r.name, s.labels, t, rate))
+                derived[key] = Sample(r.name, s.labels, t, rate)
         if derived:
-            out.extend(derived)
+            out.extend(derived.values())
         return out
 
     # -- the loop -------------------------------------------------------------------------

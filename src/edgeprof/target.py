@@ -19,6 +19,7 @@ import signal
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from edgeprof.collect.base import CollectContext, Collector
 from edgeprof.collect.registry import CollectOptions, Group, GroupEnv
 from edgeprof.engine.base import Engine, Handle
-from edgeprof.errors import CollectorUnavailable, EngineError
+from edgeprof.errors import CollectorUnavailable, EngineError, StoreError
 from edgeprof.hostinfo import HostCaps
 from edgeprof.model import Clock, Event, EventKind, TargetStatus, labels_of
 from edgeprof.plan import TargetRun, build_request, container_name
@@ -198,6 +199,7 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
     session: Session | None = None
     handle: Handle | None = None
     pre: list[Collector] = []
+    opened: list[Collector] = []  # closed by finish_target until a session owns them
     t0 = time.monotonic()
     in_flight = False  # an exception is on its way out: cleanup errors must not mask it
     try:
@@ -206,6 +208,7 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
             if g.phase == "before_start":
                 for c in run.collectors(g, env, ctx):
                     pre.append(c)
+                    opened.append(c)
                     setup = c.container_setup()
                     if setup is not None:
                         req.volumes += setup.volumes
@@ -216,9 +219,7 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
         except EngineError as e:
             res.status, res.error = "error", str(e)
             event("target_error", str(e))
-            for c in pre:
-                best_effort(c.close)
-            return res
+            return res  # finish_target closes what was opened
         t0 = time.monotonic()
         store.update_target(
             target_id, container_id=handle.container_id, started_ns=clock.now_ns(), status="running"
@@ -238,10 +239,11 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
             env = dataclasses.replace(env, has_cgroup=handle.cgroup is not None)
             host_ctx = dataclasses.replace(ctx, labels=(), container_id=None, pid=0, cgroup=None)
             for g in run.groups:
-                if g.phase == "after_start" and g.scope == "container":
-                    collectors += run.collectors(g, env, ctx)
-                elif g.phase == "after_start":
-                    host_collectors += run.collectors(g, env, host_ctx)
+                if g.phase != "after_start":
+                    continue
+                made = run.collectors(g, env, ctx if g.scope == "container" else host_ctx)
+                opened += made
+                (collectors if g.scope == "container" else host_collectors).extend(made)
         else:  # the app exited before its first sample: nothing to sample; exit info follows
             event("exited_before_sampling", "the container exited before its first sample")
         latest = LatestValues()
@@ -262,10 +264,12 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
             on_error=on_error,
             on_tick=on_tick,
         )
+        opened[:] = [c for c in opened if c not in host_collectors]  # the session's now
         member = Member(
             tr.name, "app", handle, labels, collectors, timeout_s=timeout, grace_s=prof.grace
         )
         session.add(member)
+        opened.clear()
         windows = session.sampler.rate_windows()
         if windows:
             run.notes(
@@ -301,6 +305,17 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
                 "handler); set run.init: true, use the exec form of the command, or handle SIGTERM",
                 grace_s=prof.grace,
             )
+    except StoreError:  # the database failed: nothing more can be recorded, stop the run
+        in_flight = True
+        raise
+    except Exception as e:  # noqa: BLE001 - one target's failure must not lose the others
+        res.status, res.error = "error", f"{type(e).__name__}: {e}"
+        res.duration_s = time.monotonic() - t0
+        event(
+            "target_error",
+            f"profiling {tr.name} failed: {res.error}",
+            traceback=traceback.format_exc(),
+        )
     except KeyboardInterrupt:
         in_flight = True
         res.status = "interrupted"
@@ -315,7 +330,7 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
         raise
     finally:
         with DeferSignals():
-            finish_target(run, tr, res, session, pre, handle, tdir, raise_errors=not in_flight)
+            finish_target(run, tr, res, session, opened, handle, tdir, raise_errors=not in_flight)
     return res
 
 
@@ -346,20 +361,24 @@ def finish_target(
     tr: TargetRun,
     res: TargetResult,
     session: Session | None,
-    pre: list[Collector],
+    opened: list[Collector],
     handle: Handle | None,
     tdir: str,
     raise_errors: bool = True,
 ) -> None:
     """Stop sampling, store the tail, logs and exit facts, remove the container: each step
-    runs even when an earlier one failed (the container is always removed)."""
+    runs even when an earlier one failed (the container is always removed).
+
+    ``opened`` are collectors no session owns (yet). A failed step makes the target an
+    ``error`` (its data is incomplete) and is recorded; only a failing database is raised
+    (``raise_errors``), as nothing more could be stored.
+    """
     store, engine, clock = run.store, run.engine, run.clock
     errors: list[BaseException] = []
     if session is not None:
         best_effort(lambda: session.close(tr.name), errors)
-    else:
-        for c in pre:
-            best_effort(c.close)
+    for c in opened:
+        best_effort(c.close, errors)
     run.writer.end_target(res.target_id)  # its series are complete: final chunks
     best_effort(run.writer.flush, errors)
     res.samples = run.writer.written(res.target_id)
@@ -375,6 +394,15 @@ def finish_target(
         best_effort(logs, errors)
         best_effort(lambda: engine.remove(handle), errors)
     shutil.rmtree(tdir, ignore_errors=True)
+    failed = [e for e in errors if not isinstance(e, StoreError)]
+    if failed:
+        what = "; ".join(f"{type(e).__name__}: {e}" for e in failed)
+        res.error = f"{res.error}; after it: {what}" if res.error else f"cleaning up: {what}"
+        res.status = "error"
+        run.writer.event(
+            Event(clock.now_ns(), "target_error", f"{tr.name}: {res.error}", tr.name, {})
+        )
+        best_effort(run.writer.flush, errors)
     best_effort(
         lambda: store.update_target(
             res.target_id,
@@ -389,5 +417,6 @@ def finish_target(
         errors,
     )
     best_effort(lambda: run.hooks.target_ended(tr, res))
-    if errors and raise_errors:
-        raise errors[0]
+    fatal = [e for e in errors if isinstance(e, StoreError)]
+    if fatal and raise_errors:
+        raise fatal[0]

@@ -158,11 +158,41 @@ class Flaky(FakeEngine):
 
 
 def test_cleanup_removes_the_container_even_when_a_step_fails(tmp_path: Path) -> None:
-    engine = Flaky({"a": Script(run_s=0.1)})
-    with pytest.raises(EngineError):
-        _run(tmp_path, "    - {name: a}\n", engine)
+    engine = Flaky({"a": Script(run_s=0.1), "b": Script(run_s=0.1)})
+    res = _run(tmp_path, "    - {name: a}\n    - {name: b}\n", engine)
     assert engine.running() == []
     assert "remove" in engine.calls[-1]
+    s = _summary(tmp_path)
+    for name in ("a", "b"):  # logs were lost: the target is an error, and the run went on
+        t = s.target(name)
+        assert t.status == "error"
+        assert "hung up while reading logs" in (t.error or "")
+        assert "target_error" in _kinds(t)
+    assert [t.name for t in res.failed] == ["a", "b"]
+
+
+class Broken(FakeEngine):
+    """An unexpected failure (a bug, an engine answer we did not foresee) in one target."""
+
+    def exit_info(self, handle: Any) -> Any:
+        if "-a-" in handle.name:
+            raise RuntimeError("unexpected answer from the engine")
+        return super().exit_info(handle)
+
+
+def test_an_unexpected_failure_in_one_target_does_not_lose_the_others(tmp_path: Path) -> None:
+    engine = Broken({"a": Script(run_s=0.2), "b": Script(run_s=0.2, exit_code=0)})
+    res = _run(tmp_path, "    - {name: a}\n    - {name: b}\n", engine)
+    assert engine.running() == []
+    s = _summary(tmp_path)
+    assert s.run.status == "completed"
+    a = s.target("a")
+    assert a.status == "error" and a.error == "RuntimeError: unexpected answer from the engine"
+    (ev,) = [e for e in a.events if e.kind == "target_error"]
+    assert "Traceback" in ev.data["traceback"]
+    assert a.gauge("cpu.percent") is not None  # what was sampled before the failure is kept
+    assert s.target("b").status == "exited"
+    assert [t.name for t in res.failed] == ["a"]
 
 
 def test_a_database_that_fails_mid_run_is_one_sentence_and_no_container_stays(

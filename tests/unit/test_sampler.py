@@ -132,6 +132,41 @@ def test_rates_are_kept_per_series() -> None:
     }
 
 
+class Burst(BaseCollector):
+    """An app total that arrives several times per tick, with the app's own timestamps."""
+
+    group = "app"
+
+    def __init__(self, per_tick: list[list[tuple[int, float]]]) -> None:
+        self.per_tick = per_tick
+
+    def metrics(self) -> list[MetricSpec]:
+        return [MetricSpec("app.frames", "", "total")]
+
+    def open(self, ctx: CollectContext) -> None:
+        pass
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        got = self.per_tick.pop(0) if self.per_tick else []
+        return [Sample("app.frames", LAB, t, v) for t, v in got]
+
+    def close(self) -> None:
+        pass
+
+
+def test_one_rate_per_series_and_tick_from_its_newest_sample() -> None:
+    sec = 1_000_000_000
+    s, _ = _sampler(
+        [Burst([[(sec, 0.0)], [(sec + sec // 4, 5.0), (sec + sec // 2, 8.0), (2 * sec, 20.0)]])]
+    )
+    s.tick(sec)
+    out = s.tick(2 * sec)
+    assert len([x for x in out if x.metric == "app.frames"]) == 3  # every sample is kept
+    (rate,) = [x for x in out if x.metric != "app.frames"]
+    # over the newest window of at least half the interval: 8 → 20 in the last 0.5 s
+    assert rate.t_ns == 2 * sec and rate.value == pytest.approx(24.0)
+
+
 def test_failing_collector_reported_and_others_sampled() -> None:
     errors: list[tuple[object, BaseException]] = []
     broken = Broken()

@@ -466,8 +466,26 @@ def test_readonly_open_never_writes(tmp_path: Path) -> None:
     assert ro.resolve_run("latest").spec_name == "objcounter"
     with pytest.raises(StoreError, match="failed"):
         ro.end_run(1, "x", 5)
+    # SQLite's locks are taken (not immutable): a writer may start while we read
+    assert ro.conn.execute("PRAGMA query_only").fetchone()[0] == 1  # type: ignore[attr-defined]
     ro.close()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_readonly_reader_sees_a_writer_that_starts_after_it(tmp_path: Path) -> None:
+    """A run that begins (and checkpoints) while a reader is open never corrupts its view."""
+    store = open_store(_url(tmp_path))
+    _populate(store)
+    store.close()
+    ro = open_store(_url(tmp_path), readonly=True)
+    n0 = len(ro.list_runs())
+    w = open_store(_url(tmp_path))
+    _populate(w)
+    w.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[attr-defined]
+    assert len(ro.list_runs()) == n0 + 1  # sees the committed run, through the locks
+    assert ro.resolve_run("latest").spec_name == "objcounter"
+    w.close()
+    ro.close()
 
 
 READ_ON_RO_MOUNT = r"""

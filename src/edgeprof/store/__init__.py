@@ -121,14 +121,16 @@ def _open_sqlite(url: str, readonly: bool, progress: Progress | None = None) -> 
 
 
 def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
-    """Open without writing anything, not even SQLite's own -wal/-shm files.
+    """Open for reading only: no table, row or file of ours is ever written.
 
-    Without a write-ahead log (no writer has the database open; SQLite removes the log
-    when the last writer closes) the file is read as immutable: nothing is created beside
-    it, and it works on a read-only mount. With a log (a run is writing, or was killed) the
-    database is opened read-only through the log, which also works on a read-only mount
-    when the log's index (-shm) is there; failing that, as immutable, with a warning that
-    the newest writes are in a log that cannot be read there.
+    Where the database and its folder are writable, the connection is SQLite's usual one
+    with ``query_only`` set: it takes SQLite's locks, so a run that starts writing while we
+    read (and checkpoints its log into the file) never shows us a half-written page, and
+    the -wal/-shm files SQLite makes for the read are removed again when it closes.
+    Elsewhere (a read-only mount, someone else's file) it is opened read-only through the
+    write-ahead log when there is one, which needs the log's index (-shm); else as
+    immutable (nothing can be writing to it there), with a warning when a log that cannot
+    be read holds the newest writes.
     """
     p = Path(path)
     if not p.is_file():
@@ -140,10 +142,13 @@ def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
     wal = Path(str(p) + "-wal")
     has_log = wal.exists() and wal.stat().st_size > 0
     modes = ["?mode=ro", "?mode=ro&immutable=1"] if wal.exists() else ["?mode=ro&immutable=1"]
+    if os.access(p, os.W_OK) and os.access(p.resolve().parent, os.W_OK):
+        modes.insert(0, "?mode=rw")
     last: Exception | None = None
     for suffix in modes:
         try:
             conn = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA query_only=1")
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             store = _store(conn, Dialect, url, readonly=True)
         except (sqlite3.DatabaseError, StoreError) as e:

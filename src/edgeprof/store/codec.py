@@ -77,35 +77,37 @@ def decode_times(blob: bytes, n: int) -> Any:
         return _undod(_unplanes(blob, n))
 
 
-def _scale_of(v: Any) -> int | None:
-    """The smallest k for which every value is an exact integer multiple of 10**-k."""
-    if not np.all(np.isfinite(v)):
-        return None
-    bits = v.view(np.uint64)
-    for k, s in enumerate(_SCALES):
-        r = np.round(v * s)
-        if np.any(np.abs(r) >= _EXACT_INT):
+def _ints_at(a: Any, k: int) -> Any | None:
+    """``a`` as integers of 10**-k when decoding them gives back every value bit for bit
+    (so never for -0.0, NaN or values too large for a float's exact integers)."""
+    s = _SCALES[k]
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = np.round(a * s)
+        if not np.all(np.abs(r) < _EXACT_INT):  # also False for NaN and inf
             return None
-        if np.array_equal((r / s).view(np.uint64), bits):
-            return k
+        i = r.astype(np.int64)
+    if np.array_equal((i.astype(np.float64) / s).view(np.uint64), a.view(np.uint64)):
+        return i
     return None
 
 
 def encode_values(v: Any, hint: int | None = None) -> tuple[int, bytes]:
-    """float64 values → (mode, bytes); ``hint`` is a mode to try first (a series' last)."""
+    """float64 values → (mode, bytes); ``hint`` is a mode to try first (a series' last).
+
+    Integer mode ``INT_BASE + k`` is the smallest k for which every value is an exact
+    multiple of 10**-k (decoded bit for bit); otherwise the values are XOR-ed bit patterns.
+    """
     a = np.ascontiguousarray(np.asarray(v, dtype=np.float64))
-    k: int | None = None
+    i = None
     if hint is not None and hint >= INT_BASE:
-        s = _SCALES[hint - INT_BASE]
-        r = np.round(a * s)
-        if np.all(np.abs(r) < _EXACT_INT) and np.array_equal(
-            (r / s).view(np.uint64), a.view(np.uint64)
-        ):
-            k = hint - INT_BASE
-    if k is None and hint != XOR:
-        k = _scale_of(a)
-    if k is not None:
-        i = np.round(a * _SCALES[k]).astype(np.int64)
+        k = hint - INT_BASE
+        i = _ints_at(a, k)
+    if i is None and hint != XOR:
+        for k in range(len(_SCALES)):
+            i = _ints_at(a, k)
+            if i is not None:
+                break
+    if i is not None:
         with np.errstate(over="ignore"):
             return INT_BASE + k, _planes(_dod(i))
     u = a.view(np.uint64)

@@ -81,9 +81,13 @@ class TegrastatsCollector(BaseCollector):
         self._thread.start()
         # Wait for the first parsed line, or for the child to exit at once.
         deadline = time.monotonic() + max(self.START_TIMEOUT_S, 2 * ms / 1000.0)
-        while not self._first.wait(0.02):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                break
+        try:
+            while not self._first.wait(0.02):
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    break
+        except BaseException:  # Ctrl-C while waiting: no tegrastats is left running
+            self.close()
+            raise
         if not self._first.is_set():
             rc = self._proc.poll()
             out = " | ".join(self._unparsed)
