@@ -78,12 +78,9 @@ class LatestValues:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[tuple[str, Labels], tuple[int, float]] = {}
-        self._units: dict[str, str] = {}
 
     def describe(self, specs: Sequence[MetricSpec]) -> None:
-        with self._lock:
-            for m in specs:
-                self._units[m.name] = m.unit
+        return None
 
     def write(self, batch: Sequence[Sample]) -> None:
         with self._lock:
@@ -99,16 +96,7 @@ class LatestValues:
         with self._lock:
             return dict(self._values)
 
-    def units(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._units)
-
     def for_labels(self, labels: Labels) -> dict[str, float]:
         """metric → newest value of the series whose labels are exactly ``labels``."""
         with self._lock:
             return {m: v for (m, lab), (_, v) in self._values.items() if lab == labels}
-
-    def forget(self, label: tuple[str, str]) -> None:
-        """Drop every series carrying this label (a container that left)."""
-        with self._lock:
-            self._values = {k: v for k, v in self._values.items() if label not in k[1]}

@@ -195,6 +195,7 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
         container_dir=tdir,
         host_network=req.network == "host",
         note=lambda msg: run.notes(writer.event, "note", msg, msg, tr.name),
+        selected=frozenset(g.name for g in run.groups),
     )
     session: Session | None = None
     handle: Handle | None = None

@@ -35,7 +35,9 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, str]:
     spec.write_text(SPEC)
     db = tmp_path / "crash.db"
     p = subprocess.Popen(
-        [*EDGEPROF, "run", str(spec), "--db", f"sqlite:///{db}", "--quiet"],
+        # a relative URL: the reaper must find the same file whatever its own folder
+        [*EDGEPROF, "run", spec.name, "--db", f"sqlite:///{db.name}", "--quiet"],
+        cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -85,8 +87,11 @@ def test_sigkilled_profiler_is_reaped(engine: str, tmp_path: Path) -> None:
 def _reaper_of(pid: int) -> int:
     out = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
     for line in out.splitlines():
-        if "edgeprof.reaper" in line and line.rstrip().endswith(f" {pid}"):
-            return int(line.split()[0])
+        words = line.split()
+        if "edgeprof.reaper" in words:  # ... -m edgeprof.reaper RUN_UID RUN_ID PID [WORK_DIR]
+            at = words.index("edgeprof.reaper")
+            if words[at + 3 : at + 4] == [str(pid)]:
+                return int(words[0])
     raise AssertionError(f"no reaper for pid {pid}:\n{out}")
 
 

@@ -32,6 +32,9 @@ def test_store_round_trip(pg_url: str) -> None:
         w.write([Sample("cpu.percent", lab, 1_000 + i, float(i % 100))])
     w.close()
     store.add_event(run, tid, Event(5, "exited", "exit code 0", "t1", {"exit_code": 0}))
+    # an app's output may hold NUL bytes, which PostgreSQL text cannot: they must not fail
+    store.add_log(tid, "stdout", "frame\x00 done\n")
+    store.add_event(run, tid, Event(6, "app_event", "ev\x00t", "t1", {"text": "a\x00b"}))
     store.update_target(tid, status="exited", exit_code=0, oom_killed=False, duration_s=1.5)
     store.end_run(run, "completed", 10)
     store.close()
@@ -44,6 +47,9 @@ def test_store_round_trip(pg_url: str) -> None:
     assert cpu["p50"] == pytest.approx(49.5)
     assert s["targets"][0]["events"][0]["data"] == {"exit_code": 0}
     assert s["run"]["host"] == {"a": 1}
+    assert again.logs(tid)["stdout"] == "frame\ufffd done\n"
+    ev = [e for e in s["targets"][0]["events"] if e["kind"] == "app_event"][0]
+    assert ev["message"] == "ev\ufffdt" and ev["data"] == {"text": "a\x00b"}
     again.close()
 
 

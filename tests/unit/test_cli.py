@@ -248,6 +248,31 @@ def test_export_csv_to_file_and_jsonl_to_stdout(tmp_path: Path, db: str) -> None
     assert len(recs) == 30 and {r["target"] for r in recs} == {"t1", "t2"}
 
 
+def test_export_into_a_reader_that_stops_early_is_quiet(tmp_path: Path) -> None:
+    """`edgeprof export 1 | head -1`: no traceback, the SIGPIPE exit status."""
+    url = f"sqlite:///{tmp_path}/big.db"
+    store = open_store(url)
+    run_id = store.begin_run(RunInfo(spec_name="s", image="i", started_ns=1, interval_s=0.01))
+    w = BatchWriter(store, run_id, None)
+    w.write([Sample("m", labels_of(k="a"), i, float(i)) for i in range(200_000)])
+    w.close()
+    store.close()
+    p = subprocess.Popen(
+        [*CLI, "export", "1", "--db", url],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.readline().startswith("run_id,")
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 141
+    assert err == ""
+
+
 def test_export_bad_format(tmp_path: Path, db: str) -> None:
     line = _one_line_error(
         edgeprof("export", "latest", "--format", "xml", "--db", db, cwd=tmp_path)

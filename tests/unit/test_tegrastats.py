@@ -361,3 +361,16 @@ def test_non_jetson_host_uses_nvml(tmp_path):
     assert [type(c).__name__ for c in cs] == ["NvmlSummaryCollector"]
     ts = tegrastats_collectors(caps)
     assert [type(c).__name__ for c in ts] == ["TegrastatsCollector"]
+
+
+def test_jetson_with_gpu_summary_and_tegrastats_runs_one_tegrastats():
+    """Both groups on a Jetson read the same tegrastats: one reader, so no doubled samples."""
+    from edgeprof.collect.registry import GROUPS, GroupEnv
+
+    caps = HostCaps(jetson=True)
+    both = frozenset({"gpu-summary", "tegrastats"})
+    env = GroupEnv(caps=caps, selected=both)
+    made = [type(c).__name__ for g in ("gpu-summary", "tegrastats") for c in GROUPS[g].factory(env)]
+    assert made == ["TegrastatsCollector", "JetsonGpuLoadCollector"]
+    alone = GroupEnv(caps=caps, selected=frozenset({"gpu-summary"}))
+    assert len(GROUPS["gpu-summary"].factory(alone)) == 2

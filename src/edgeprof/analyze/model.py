@@ -133,6 +133,8 @@ class RunMeta:
     host: dict[str, Any]
     edgeprof_version: str | None
     events: list[EventInfo]
+    owner: dict[str, Any] = field(default_factory=dict)
+    """Who ran it (host, pid, boot): to tell a crashed run; not part of the JSON."""
 
     def to_json(self) -> dict[str, Any]:
         return {

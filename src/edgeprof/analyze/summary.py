@@ -97,6 +97,7 @@ def summarize(store: Store, run_ref: str | int) -> RunSummary:
         interval_s=run.interval_s,
         host=run.host,
         edgeprof_version=run.edgeprof_version,
+        owner=run.owner,
         events=[
             EventInfo(e.t_ns, e.kind, e.message, e.data) for e in events if e.target_id is None
         ],

@@ -35,7 +35,6 @@ def main(ns: argparse.Namespace) -> int:
 
     store = open_for_reading(ns.db)
     s = summarize(store, ns.run_id)
-    owner = store.resolve_run(s.run.id).owner
     store.close()
     if ns.json:
         print(json.dumps(s.to_json(), indent=2))
@@ -43,7 +42,7 @@ def main(ns: argparse.Namespace) -> int:
     from edgeprof.report.terminal import print_summary
 
     print_summary(s)
-    if s.run.status == "running" and owner_gone(owner):
+    if s.run.status == "running" and owner_gone(s.run.owner):
         print(
             f"note: run {s.run.id} is still marked running but its profiler is gone; "
             "'edgeprof cleanup' marks it crashed"

@@ -73,6 +73,8 @@ class GroupEnv:
     host_network: bool = False
     note: Callable[[str], None] = _no_note
     """Tell the user something true about this group (stored and printed once)."""
+    selected: frozenset[str] = frozenset()
+    """Every group selected for this run (so that two groups never read the same source)."""
 
 
 Factory = Callable[[GroupEnv], list[Collector]]
@@ -131,6 +133,8 @@ def _process(env: GroupEnv) -> list[Collector]:
 def _gpu_summary(env: GroupEnv) -> list[Collector]:
     from edgeprof.collect.gpu import gpu_summary_collectors
 
+    if env.caps.jetson and "tegrastats" in env.selected:
+        return []  # the tegrastats group reads the same tegrastats: one reader, not two
     return gpu_summary_collectors(env.caps, env.opts.tegrastats_path)
 
 

@@ -312,15 +312,25 @@ class SQLStore:
         self.write_events(run_id, [(target_id, ev)])
         self.commit()
 
+    def _text(self, text: str) -> str:
+        """PostgreSQL's text cannot hold NUL: it becomes U+FFFD there (SQLite keeps it)."""
+        if self.d.name == "postgresql" and "\x00" in text:
+            return text.replace("\x00", "\ufffd")
+        return text
+
     def write_events(self, run_id: int, rows: Sequence[tuple[int | None, Event]]) -> None:
         self._exec_many(
             "INSERT INTO events (run_id, target_id, t_ns, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-            [(run_id, tid, ev.t_ns, ev.kind, ev.message, dumps(ev.data)) for tid, ev in rows],
+            [
+                (run_id, tid, ev.t_ns, ev.kind, self._text(ev.message), dumps(ev.data))
+                for tid, ev in rows
+            ],
         )
 
     def add_log(self, target_id: int, stream: str, text: str) -> None:
         self._exec(
-            "INSERT INTO logs (target_id, stream, text) VALUES (?, ?, ?)", (target_id, stream, text)
+            "INSERT INTO logs (target_id, stream, text) VALUES (?, ?, ?)",
+            (target_id, stream, self._text(text)),
         )
 
     def mark_crashed(self, run_id: int, ended_ns: int) -> bool:
