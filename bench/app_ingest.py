@@ -37,7 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 sys.path.insert(0, SRC)
 
-from edgeprof.collect.app.listener import AppMetricsCollector, current_qlen  # noqa: E402
+from edgeprof.collect.app.listener import AppMetricsCollector  # noqa: E402
+from edgeprof.collect.app.sockets import current_qlen  # noqa: E402
 from edgeprof.collect.app.wire import parse_datagram  # noqa: E402
 from edgeprof.collect.base import CollectContext  # noqa: E402
 

@@ -295,3 +295,16 @@ class Sampler:
             wall_seconds=self._wall,
             realtime=self.realtime_active,
         )
+
+
+def windows_message(windows: dict[str, dict[str, float | None]], interval: float) -> str:
+    """The note that says which rates are taken over windows longer than the interval."""
+    parts = []
+    for name, w in sorted(windows.items()):
+        g = w.get("granularity_s")
+        step = f" (its counter advances in {g * 1000:g} ms steps)" if g else ""
+        parts.append(f"{name} over {(w['window_s'] or 0) * 1000:g} ms windows{step}")
+    return (
+        f"rates at this {interval * 1000:g} ms interval are taken over longer windows, so "
+        "that no sample shows more than the hardware can do: " + "; ".join(parts)
+    )

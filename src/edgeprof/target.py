@@ -32,6 +32,7 @@ from edgeprof.hostinfo import HostCaps
 from edgeprof.model import Clock, Event, EventKind, TargetStatus, labels_of
 from edgeprof.plan import TargetRun, build_request, container_name
 from edgeprof.reaper import OWNER_LABEL, RUN_UID_LABEL
+from edgeprof.sampler import windows_message
 from edgeprof.session import Member, Session
 from edgeprof.signals import DeferSignals, best_effort
 from edgeprof.sinks import LatestValues, Tee
@@ -277,7 +278,7 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
                 writer.event,
                 "rate_windows",
                 "rate_windows",
-                _windows_message(windows, run.interval),
+                windows_message(windows, run.interval),
                 None,
                 windows=windows,
                 interval_s=run.interval,
@@ -343,18 +344,6 @@ def _status(res: TargetResult) -> TargetStatus:
     if res.exit_code == 0:
         return "exited"
     return "failed"
-
-
-def _windows_message(windows: dict[str, dict[str, float | None]], interval: float) -> str:
-    parts = []
-    for name, w in sorted(windows.items()):
-        g = w.get("granularity_s")
-        step = f" (its counter advances in {g * 1000:g} ms steps)" if g else ""
-        parts.append(f"{name} over {(w['window_s'] or 0) * 1000:g} ms windows{step}")
-    return (
-        f"rates at this {interval * 1000:g} ms interval are taken over longer windows, so "
-        "that no sample shows more than the hardware can do: " + "; ".join(parts)
-    )
 
 
 def finish_target(

@@ -8,7 +8,7 @@ pace the profiler has; the sampler never waits for parsing.
 
 The kernel gives a Unix datagram socket a queue of ``net.unix.max_dgram_qlen`` datagrams,
 fixed when the socket is created. When running as root, the socket is created with the
-sysctl raised to :data:`QUEUE_LEN` for that instant (restored at once, under a lock file),
+sysctl raised to :data:`.sockets.QUEUE_LEN` for that instant (restored at once, under a lock file),
 so a burst from a client that drops when the queue is full is absorbed; otherwise the run
 says which queue length the socket got and what that means.
 """
@@ -16,7 +16,6 @@ says which queue length the socket got and what that means.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -29,6 +28,13 @@ from typing import Any
 from edgeprof.collect.app import pump
 from edgeprof.collect.app.aggregate import Aggregator
 from edgeprof.collect.app.messages import AppMessage, Rejection
+from edgeprof.collect.app.sockets import (
+    DEFAULT_RCVBUF,
+    QUEUE_LEN,
+    set_rcvbuf,
+    udp_kernel_drops,
+    unix_dgram_socket,
+)
 from edgeprof.collect.app.wire import parse_datagram
 from edgeprof.collect.base import BaseCollector, CollectContext, ContainerSetup
 from edgeprof.errors import CollectorUnavailable
@@ -36,81 +42,10 @@ from edgeprof.model import Clock, Event, MetricSpec, Sample
 
 SOCKET_DIR_IN_CONTAINER = "/run/edgeprof"
 SOCKET_IN_CONTAINER = f"{SOCKET_DIR_IN_CONTAINER}/metrics.sock"
-DEFAULT_RCVBUF = 8 << 20
-QUEUE_LEN = 8192
-QLEN_SYSCTL = "/proc/sys/net/unix/max_dgram_qlen"
-_QLEN_LOCK = "/tmp/.edgeprof-qlen.lock"
 DRAIN_TIMEOUT_S = 60.0  # the longest close() waits for the pump to read its sockets dry
 SMALL_QUEUE = 512
 PUMP_PAUSE_S = 0.0005
 """The pump's pause between drains when the socket queue is deep (8,192 datagrams)."""
-_qlen_lock = threading.Lock()
-
-
-def current_qlen(path: str = QLEN_SYSCTL) -> int | None:
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def unix_dgram_socket(
-    want_qlen: int = QUEUE_LEN, sysctl: str = QLEN_SYSCTL
-) -> tuple[socket.socket, int | None, bool]:
-    """A new Unix datagram socket, its receive-queue length, and whether it was raised.
-
-    The queue length is taken from the sysctl when the socket is created; as root the
-    sysctl is raised for that instant and put back (under a lock file, so two profilers
-    never restore each other's value).
-    """
-    with _qlen_lock:
-        qlen = current_qlen(sysctl)
-        if qlen is None or qlen >= want_qlen or os.geteuid() != 0:
-            return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), qlen, False
-        try:
-            lock = open(_QLEN_LOCK, "a")  # noqa: SIM115 - held for the block below
-        except OSError:
-            return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), qlen, False
-        with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            qlen = current_qlen(sysctl) or qlen
-            try:
-                with open(sysctl, "w") as f:
-                    f.write(str(want_qlen))
-            except OSError:
-                return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), qlen, False
-            try:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            finally:
-                with contextlib.suppress(OSError), open(sysctl, "w") as f:
-                    f.write(str(qlen))
-        return sock, want_qlen, True
-
-
-def _udp_kernel_drops(inode: int, proc_root: str = "/proc") -> int | None:
-    """Datagrams the kernel dropped for the UDP socket with this inode (/proc/net/udp)."""
-    try:
-        for name in ("udp", "udp6"):
-            with open(os.path.join(proc_root, "net", name)) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if len(parts) >= 13 and parts[9] == str(inode):
-                        return int(parts[12])
-    except (OSError, ValueError, StopIteration):
-        return None
-    return None
-
-
-def _set_rcvbuf(sock: socket.socket, size: int) -> None:
-    force = getattr(socket, "SO_RCVBUFFORCE", 33)
-    if os.geteuid() == 0:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-            return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 class AppMetricsCollector(BaseCollector):
@@ -200,7 +135,7 @@ class AppMetricsCollector(BaseCollector):
                 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 socks.append(udp)
                 udp.bind(("127.0.0.1", int(self.udp_port)))
-                _set_rcvbuf(udp, self._rcvbuf)
+                set_rcvbuf(udp, self._rcvbuf)
                 self.udp_port = udp.getsockname()[1]
                 self._udp_inode = os.fstat(udp.fileno()).st_ino
             for s in socks:
@@ -273,7 +208,7 @@ class AppMetricsCollector(BaseCollector):
             stats_seen = bool(self._pump_stats)
         if self._udp_keep is not None:
             if self._udp_inode is not None:
-                self._udp_drops = _udp_kernel_drops(self._udp_inode)
+                self._udp_drops = udp_kernel_drops(self._udp_inode)
             self._udp_keep.close()
             self._udp_keep = None
         self._remove_socket_file()
@@ -342,7 +277,7 @@ class AppMetricsCollector(BaseCollector):
                 )
             else:
                 os.chmod(path, 0o222)
-            _set_rcvbuf(sock, self._rcvbuf)
+            set_rcvbuf(sock, self._rcvbuf)
         except OSError:
             sock.close()
             raise
