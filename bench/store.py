@@ -322,7 +322,10 @@ def print_store(res: dict[str, Any]) -> None:
             r["per_sample"],
             "(43)",
             "<= 8",
-            "met" if r["per_sample"] <= 8 else "MISSED",
+            # a run of a few seconds is mostly the database's fixed pages: not the goal's case
+            ("met" if r["per_sample"] <= 8 else "MISSED")
+            if res["real_s"] >= 10
+            else "(too short to judge)",
         ],
         [
             f"{n:,} samples of that shape (values replayed): bytes/sample",

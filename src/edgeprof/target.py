@@ -270,8 +270,8 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
         member = Member(
             tr.name, "app", handle, labels, collectors, timeout_s=timeout, grace_s=prof.grace
         )
+        opened.clear()  # the member's collectors are the session's from here (add() keeps it)
         session.add(member)
-        opened.clear()
         windows = session.sampler.rate_windows()
         if windows:
             run.notes(
@@ -388,7 +388,8 @@ def finish_target(
     if failed:
         what = "; ".join(f"{type(e).__name__}: {e}" for e in failed)
         res.error = f"{res.error}; after it: {what}" if res.error else f"cleaning up: {what}"
-        res.status = "error"
+        if res.status != "interrupted":  # an interrupted target stays interrupted
+            res.status = "error"
         run.writer.event(
             Event(clock.now_ns(), "target_error", f"{tr.name}: {res.error}", tr.name, {})
         )

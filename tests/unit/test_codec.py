@@ -49,3 +49,20 @@ def test_decimal_values_use_the_smallest_scale() -> None:
 def test_times_round_trip_including_out_of_order_and_extremes() -> None:
     t = np.array([5, 3, 2**62, -(2**62), 0, 0, 10**18 + 7], dtype=np.int64)
     assert np.array_equal(codec.decode_times(codec.encode_times(t), len(t)), t)
+
+
+def test_the_first_plane_layout_is_still_read() -> None:
+    """Blobs of the first layout (all eight planes deflated, as written by development
+    builds of 2026-11-25) decode to the same arrays."""
+    import zlib
+
+    t = np.arange(1_700_000_000_000_000_000, 1_700_000_000_000_000_000 + 10**9, 10**7)
+    for u in (codec._dod(t), codec._zigzag(np.array([5, -3, 0, 2**62])).view(np.uint64)):
+        old = zlib.compress(np.ascontiguousarray(u.view(np.uint8).reshape(-1, 8).T).tobytes(), 6)
+        assert np.array_equal(codec._unplanes(old, len(u)), u)
+        assert np.array_equal(codec._unplanes(codec._planes(u), len(u)), u)
+
+
+def test_an_unknown_layout_is_an_error_not_garbage() -> None:
+    with pytest.raises(ValueError, match="unknown chunk layout"):
+        codec._unplanes(b"\x07" + bytes(40), 3)

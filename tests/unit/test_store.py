@@ -835,3 +835,27 @@ def test_chunks_never_exceed_their_size_or_span_whatever_the_flush_interval() ->
     fast_chunks = -(-10_000 // chunks.CHUNK_SAMPLES)
     assert len(rows) == fast_chunks + 5  # 120 s (18 samples of 7 s) per slow chunk
     store.close()
+
+
+def test_export_while_a_run_replaces_its_open_chunks_reads_one_state(tmp_path: Path) -> None:
+    """A reader mid-export never loses the samples whose open chunks were just finalized."""
+    url = _url(tmp_path)
+    store = open_store(url)
+    run_id = _begin(store)
+    w = BatchWriter(store, run_id, None, flush_s=3600)
+    for start in (1, 101, 201):  # open chunks only, one per flush: three start times
+        for k in range(3):
+            w.write(
+                [Sample("m", labels_of(k=str(k)), t, float(t)) for t in range(start, start + 100)]
+            )
+        w.flush()
+    reader = open_store(url, readonly=True)
+    rows = reader.iter_samples(run_id, chunk=100)
+    got = [next(rows) for _ in range(3)]
+    w.close()  # finalizes: the open chunks are deleted, final ones written
+    got += list(rows)
+    assert len(got) == 900
+    assert sorted(got) == sorted((sid, t, float(t)) for sid in range(1, 4) for t in range(1, 301))
+    assert len(list(reader.iter_samples(run_id))) == 900  # and the new state reads the same
+    reader.close()
+    store.close()

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         if not hasattr(ns, "func"):
             raise UsageError("no command given; see 'edgeprof --help'")
         rv = ns.func(ns)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
     except UserError as e:
         print(f"edgeprof: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:  # `edgeprof export 1 | head`: the reader has all it wanted
         # quiet: no traceback, and no second error when Python flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(128 + signal.SIGPIPE)
+        sys.exit(1)  # as Python's documentation and rich (our tables) do on EPIPE
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -121,12 +121,14 @@ def _open_sqlite(url: str, readonly: bool, progress: Progress | None = None) -> 
 
 
 def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
-    """Open for reading only: no table, row or file of ours is ever written.
+    """Open for reading only: no table or row is ever written, no schema migrated.
 
     Where the database and its folder are writable, the connection is SQLite's usual one
     with ``query_only`` set: it takes SQLite's locks, so a run that starts writing while we
     read (and checkpoints its log into the file) never shows us a half-written page, and
-    the -wal/-shm files SQLite makes for the read are removed again when it closes.
+    the -wal/-shm files SQLite makes for the read are removed again when it closes. (If it
+    is the last connection to close, SQLite first copies a log left by a killed run into
+    the database file, as any SQLite reader would; the content stays the same.)
     Elsewhere (a read-only mount, someone else's file) it is opened read-only through the
     write-ahead log when there is one, which needs the log's index (-shm); else as
     immutable (nothing can be writing to it there), with a warning when a log that cannot
@@ -146,6 +148,7 @@ def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
         modes.insert(0, "?mode=rw")
     last: Exception | None = None
     for suffix in modes:
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA query_only=1")
@@ -153,6 +156,9 @@ def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
             store = _store(conn, Dialect, url, readonly=True)
         except (sqlite3.DatabaseError, StoreError) as e:
             last = e
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
             continue
         if "immutable" in suffix and has_log:
             store.warning = (

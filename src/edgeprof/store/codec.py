@@ -47,33 +47,43 @@ def _unzigzag(u: Any) -> Any:
 _HEAD = 2
 """Leading words stored as they are: a delta-of-delta array starts with the first value and
 the first delta (large numbers), after which the words are small."""
+_PLANES_V2 = 0x02
+"""First byte of a plane blob in the current layout. The first layout (all eight planes,
+deflated; written by development builds of 2026-11-25) starts with zlib's 0x78 and is
+still read."""
+_ZLIB = 0x78
 
 
 def _planes(u: Any) -> bytes:
     """uint64 array → the byte planes that hold a non-zero byte, deflated.
 
-    Layout: one byte, bit p set when plane p (byte p of each word, little-endian) is kept;
-    the first ``_HEAD`` words raw; then the kept planes of the other words, one after the
-    other, deflated. Small numbers (most deltas of deltas) keep one or two planes of eight,
-    which makes decoding as much faster as the data is smaller.
+    Layout: ``_PLANES_V2``; one byte with bit p set when plane p (byte p of each word,
+    little-endian) is kept; the first ``_HEAD`` words raw; then the kept planes of the
+    other words, one after the other, deflated. Small numbers (most deltas of deltas) keep
+    one or two planes of eight, which makes decoding as much faster as the data is smaller.
     """
     head = u[:_HEAD].astype("<u8").tobytes()
     rest = u[_HEAD:]
     planes = np.ascontiguousarray(rest.view(np.uint8).reshape(-1, 8).T)
     kept = [p for p in range(8) if planes[p].any()]
     mask = sum(1 << p for p in kept)
-    return bytes([mask]) + head + zlib.compress(planes[kept].tobytes(), _LEVEL)
+    return bytes([_PLANES_V2, mask]) + head + zlib.compress(planes[kept].tobytes(), _LEVEL)
 
 
 def _unplanes(blob: bytes, n: int) -> Any:
+    if blob[0] == _ZLIB:  # the first layout: all eight planes
+        planes = np.frombuffer(zlib.decompress(blob), dtype=np.uint8).reshape(8, n)
+        return np.ascontiguousarray(planes.T).view(np.uint64).reshape(n)
+    if blob[0] != _PLANES_V2:
+        raise ValueError(f"unknown chunk layout {blob[0]:#04x}")
     h = min(n, _HEAD)
     out = np.empty(n, dtype=np.uint64)
-    out[:h] = np.frombuffer(blob, dtype="<u8", count=h, offset=1)
+    out[:h] = np.frombuffer(blob, dtype="<u8", count=h, offset=2)
     m = n - h
     if m:
-        mask = blob[0]
+        mask = blob[1]
         kept = [p for p in range(8) if mask >> p & 1]
-        data = np.frombuffer(zlib.decompress(blob[1 + 8 * h :]), dtype=np.uint8)
+        data = np.frombuffer(zlib.decompress(blob[2 + 8 * h :]), dtype=np.uint8)
         planes = np.zeros((m, 8), dtype=np.uint8)
         planes[:, kept] = data.reshape(len(kept), m).T
         out[h:] = planes.view(np.uint64).reshape(m)

@@ -122,6 +122,25 @@ class SQLStore:
                     raise StoreError(f"the database at {self.url} failed: {first}") from None
                 raise
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees one state of the database, though a run may be writing
+        meanwhile (replacing open chunks by final ones): a read transaction, rolled back."""
+        with self.lock:
+            if self.d.name == "sqlite":
+                if self.conn.in_transaction:  # inside a write: it already sees one state
+                    yield
+                    return
+                self.conn.execute("BEGIN")
+            else:
+                self.conn.rollback()  # the driver's implicit transaction: start a new one
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    self.conn.rollback()
+
     def _exec(self, sql: str, params: Sequence[Any] = (), commit: bool = True) -> None:
         with self._cursor(commit) as cur:
             cur.execute(self._q(sql), params)
@@ -494,12 +513,16 @@ class SQLStore:
         sample is yielded once no chunk still unread can hold an earlier one (an unread
         chunk starts at or after its ``t0_ns``). Equal times keep write order per series.
         """
+        with self.snapshot():  # chunks replaced while we read are read as they were
+            yield from self._sweep(run_id, chunk)
+
+    def _sweep(self, run_id: int, chunk: int) -> Iterator[tuple[int, int, float]]:
         meta = self._rows(
             "SELECT c.id, c.n, c.t0_ns FROM chunks c JOIN series s ON s.id = c.series_id"
             " WHERE s.run_id = ? ORDER BY c.t0_ns, c.id",
             (run_id,),
         )
-        pending: tuple[Any, Any, Any, Any] | None = None  # sid, t, v, order key
+        pending: tuple[Any, ...] | None = None  # sid, t, v, chunk id, index in chunk
         i = 0
         while i < len(meta):
             j, n = i, 0
@@ -514,16 +537,27 @@ class SQLStore:
                 marks = ", ".join("?" * len(part_ids))
                 got = self._decode(f"c.id IN ({marks})", part_ids, keep_chunks=True)
                 for (sid, cid), (t, v) in got.items():
-                    key = (cid << 32) + np.arange(len(t), dtype=np.int64)
-                    parts.append((np.full(len(t), sid, dtype=np.int64), t, v, key))
-            sids, ts, vs, keys = (np.concatenate([p[k] for p in parts]) for k in range(4))
-            order = np.lexsort((keys, sids, ts))
-            sids, ts, vs, keys = sids[order], ts[order], vs[order], keys[order]
+                    m = len(t)
+                    parts.append(
+                        (
+                            np.full(m, sid, dtype=np.int64),
+                            t,
+                            v,
+                            np.full(m, cid, dtype=np.int64),
+                            np.arange(m, dtype=np.int64),
+                        )
+                    )
+            if not parts:
+                continue
+            cols = [np.concatenate([p[k] for p in parts]) for k in range(5)]
+            order = np.lexsort((cols[4], cols[3], cols[0], cols[1]))  # time, series, write
+            sids, ts, vs, cids, idx = (c[order] for c in cols)
             cut = len(ts) if bound is None else int(np.searchsorted(ts, bound, side="left"))
             for a in range(0, cut, chunk):
                 b = min(a + chunk, cut)
                 yield from zip(sids[a:b].tolist(), ts[a:b].tolist(), vs[a:b].tolist(), strict=True)
-            pending = (sids[cut:], ts[cut:], vs[cut:], keys[cut:]) if cut < len(ts) else None
+            rest = (sids, ts, vs, cids, idx)
+            pending = tuple(c[cut:] for c in rest) if cut < len(ts) else None
 
     def sample_count(self, run_id: int | None = None) -> int:
         if run_id is None:
