@@ -859,3 +859,16 @@ def test_export_while_a_run_replaces_its_open_chunks_reads_one_state(tmp_path: P
     assert len(list(reader.iter_samples(run_id))) == 900  # and the new state reads the same
     reader.close()
     store.close()
+
+
+def test_a_chunk_in_an_unknown_layout_is_one_sentence(tmp_path: Path) -> None:
+    store = open_store(_url(tmp_path))
+    run_id = _begin(store)
+    w = BatchWriter(store, run_id, None)
+    w.write([Sample("m", labels_of(k="a"), t, 0.5) for t in range(1, 3000)])
+    w.close()
+    store.conn.execute("UPDATE chunks SET vals = CAST(X'07' || vals AS BLOB) WHERE mode != 0")  # type: ignore[attr-defined]
+    store.conn.commit()  # type: ignore[attr-defined]
+    with pytest.raises(StoreError, match="cannot decode the samples stored in .*profile again"):
+        store.series_arrays(run_id)
+    store.close()

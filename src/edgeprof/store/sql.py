@@ -15,6 +15,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -491,7 +492,14 @@ class SQLStore:
                     self._q(f"SELECT id, n, ts FROM timeblocks WHERE id IN ({marks})"), part
                 )
                 blocks.update({int(r[0]): (int(r[1]), r[2]) for r in cur.fetchall()})
-        return chunks.decode(rows, blocks, keep_chunks)
+        try:
+            return chunks.decode(rows, blocks, keep_chunks)
+        except (ValueError, zlib.error) as e:
+            raise StoreError(
+                f"cannot decode the samples stored in {self.url} ({e}): they were written in "
+                "a layout this edgeprof does not read (a development build's); profile again "
+                "with this version"
+            ) from None
 
     def series_arrays(self, run_id: int) -> dict[int, tuple[Any, Any]]:
         return self._decode("c.series_id IN (SELECT id FROM series WHERE run_id = ?)", (run_id,))
