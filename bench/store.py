@@ -308,6 +308,7 @@ def run(n_samples: int, real_seconds: float, pg: bool) -> dict[str, Any]:
         "summary_rows_s": summ_peer,
         "read_series_s": one,
         "read_series_rows_s": one_peer,
+        "read_series_n": min(n_samples, 1_000_000),
         "pg": pgs,
     }
 
@@ -346,7 +347,9 @@ def print_store(res: dict[str, Any]) -> None:
             res["ingest_cpu"],
             "-",
             ">= 1,000,000",
-            "met" if res["ingest_cpu"] >= 1e6 else "MISSED",
+            ("met" if res["ingest_cpu"] >= 1e6 else "MISSED")
+            if n >= 500_000
+            else "(too few samples to judge)",
         ],
         [
             f"summarize() of {n:,} samples, in process (s)",
@@ -358,7 +361,7 @@ def print_store(res: dict[str, Any]) -> None:
         [f"`edgeprof summary` of {n:,} samples, wall (s)", res["summary_s"], "-", "-", "-"],
         ["  of which start-up (summary of a tiny run, s)", res["summary_small_s"], "-", "-", "-"],
         [
-            "one series of 1,000,000 samples into arrays (s)",
+            f"one series of {res['read_series_n']:,} samples into arrays (s)",
             res["read_series_s"],
             res["read_series_rows_s"],
             "<= 0.1",
