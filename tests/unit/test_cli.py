@@ -297,6 +297,40 @@ def test_export_bad_format(tmp_path: Path, db: str) -> None:
     assert "'xml'" in line and "csv" in line
 
 
+def test_export_parquet_to_file_and_to_a_pipe(tmp_path: Path, db: str) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "run.parquet"
+    res = edgeprof("export", "1", "-f", "parquet", "--db", db, "-o", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"wrote 30 samples to {out}" in res.stderr
+    res = edgeprof("export", "1", "--db", db, "-f", "jsonl", cwd=tmp_path)
+    want = [json.loads(x) for x in res.stdout.splitlines()]
+    got = pq.read_table(out).to_pylist()
+    for g in got:
+        g["labels"] = dict(g["labels"])
+    assert got == want
+    piped = subprocess.run(
+        [*CLI, "export", "1", "-f", "parquet", "--db", db],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert piped.returncode == 0 and piped.stdout[:4] == piped.stdout[-4:] == b"PAR1"
+
+
+def test_export_parquet_without_pyarrow_says_which_extra(tmp_path: Path, db: str) -> None:
+    fake = tmp_path / "nopyarrow" / "pyarrow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no pyarrow here')\n")
+    env = _env(PYTHONPATH=str(fake.parent))
+    line = _one_line_error(
+        edgeprof("export", "1", "-f", "parquet", "--db", db, "-o", "x.parquet", cwd=tmp_path, env=env)
+    )
+    assert "pip install 'edgeprof[parquet]'" in line
+    assert not (tmp_path / "x.parquet").exists()
+
+
 def test_export_unwritable_output(tmp_path: Path, db: str) -> None:
     line = _one_line_error(
         edgeprof("export", "1", "--db", db, "-o", str(tmp_path / "no" / "x.csv"), cwd=tmp_path)

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -872,3 +873,44 @@ def test_a_chunk_in_an_unknown_layout_is_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot decode the samples stored in .*profile again"):
         store.series_arrays(run_id)
     store.close()
+
+
+@pytest.mark.parametrize("rows_per_group", [5, 262_144])
+def test_export_parquet_matches_jsonl_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows_per_group: int
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    from edgeprof.report import export as export_mod
+
+    monkeypatch.setattr(export_mod, "PARQUET_ROWS", rows_per_group)
+    store = open_store(_url(tmp_path))
+    run_id, _, _ = _populate(store)
+    buf = io.StringIO()
+    export_run(store, run_id, "jsonl", buf)
+    out = tmp_path / "run.parquet"
+    n = export_mod.export_parquet(store, run_id, str(out))
+    store.close()
+    want = [json.loads(line) for line in buf.getvalue().splitlines()]
+    table = pq.read_table(out)
+    assert n == table.num_rows == len(want) == 27
+    assert table.schema.field("t_ns").type == "int64"
+    assert table.schema.field("value").type == "double"
+    got = table.to_pylist()
+    for g, w in zip(got, want, strict=True):
+        assert dict(g["labels"]) == w["labels"]
+        g["labels"] = w["labels"]
+        assert g == w
+        assert struct.pack("<d", g["value"]) == struct.pack("<d", w["value"])
+
+
+def test_export_parquet_of_a_run_without_samples(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    from edgeprof.report.export import export_parquet
+
+    store = open_store(_url(tmp_path))
+    run_id = store.begin_run(RunInfo("empty", "img", 1, 1.0))
+    out = tmp_path / "empty.parquet"
+    assert export_parquet(store, run_id, str(out)) == 0
+    store.close()
+    table = pq.read_table(out)
+    assert table.num_rows == 0 and table.column_names == COLUMNS
