@@ -31,6 +31,8 @@ class TargetRun:
     repeat_index: int
     run: RunOptions
     env: dict[str, str] = field(default_factory=dict)
+    budgets: dict[str, list[str]] = field(default_factory=dict)
+    """The spec's budgets with the target's over them (the target's list wins per metric)."""
 
 
 def plan(spec: Spec) -> list[TargetRun]:
@@ -42,6 +44,7 @@ def plan(spec: Spec) -> list[TargetRun]:
             raise SpecError(f"target name {base!r} is used twice; give each target a unique name")
         used.add(base)
         run_opts = _merge_run(spec.run, t.run)
+        budgets = {**spec.profiling.budgets, **t.budgets}
         for r in range(t.repeat):
             name = base if t.repeat == 1 else f"{base}#{r + 1}"
             env = {**run_opts.env, **t.env}
@@ -54,6 +57,7 @@ def plan(spec: Spec) -> list[TargetRun]:
                     repeat_index=r,
                     run=run_opts,
                     env=env,
+                    budgets=budgets,
                 )
             )
     return runs
@@ -120,9 +124,12 @@ def build_request(
 
 
 def target_config(tr: TargetRun) -> dict[str, Any]:
-    return {
+    config: dict[str, Any] = {
         "timeout": tr.target.timeout,
         "resources": tr.target.resources.model_dump(exclude_none=True),
         "env": tr.env,
         "repeat_index": tr.repeat_index,
     }
+    if tr.budgets:  # stored with the run, so that `edgeprof check` finds them
+        config["budgets"] = tr.budgets
+    return config

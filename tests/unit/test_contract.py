@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from nvml_stand_in import StandInNvml
 
+from edgeprof.analyze.budgets import metric_catalog
 from edgeprof.cgroups import find_cgroup
 from edgeprof.collect.app.aggregate import Aggregator
 from edgeprof.collect.app.wire import parse_datagram
@@ -36,7 +37,11 @@ LAB = labels_of(target="t1")
 def _check(c: Collector, samples: list[Sample]) -> None:
     specs = {m.name: m for m in c.metrics()}
     assert samples, f"{type(c).__name__} emitted nothing"
+    catalog = metric_catalog()  # what budgets and compare accept as metric names
     for m in specs.values():
+        if not m.name.startswith("app."):  # the app's own names are known only at run time
+            assert m.name in catalog, f"{m.name} is missing from budgets.metric_catalog()"
+            assert catalog[m.name].unit == m.unit, m.name
         assert m.unit in UNITS, (type(c).__name__, m.name, m.unit)
         assert m.kind in ("gauge", "counter", "total")
         if m.kind != "gauge":

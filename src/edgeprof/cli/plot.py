@@ -45,7 +45,7 @@ def add(sub: Any) -> None:
         "-t", "--target", metavar="NAME", action="append", help="only this target (repeatable)"
     )
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="chart.png|svg|pdf")
-    p.add_argument("--title", metavar="TEXT", help="figure title (default: run, spec, image)")
+    p.add_argument("--title", metavar="TITLE", help="figure title (default: run, spec, image)")
     p.add_argument("--size", metavar="WxH", type=_size, help="figure size in inches, e.g. 8x4")
     add_db(p)
     p.set_defaults(func=main)

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from edgeprof.cli.check import add_junit, check_junit_path
+from edgeprof.cli.check import report as report_budgets
 from edgeprof.cli.common import add_db, db_url, open_for_writing, positive_interval
 
 NAME = "run"
@@ -18,10 +20,12 @@ def add(sub: Any) -> None:
         NAME,
         help="run every target of a spec in a fresh container, sample, store, summarize",
         description="Run every target of SPEC in a fresh container, sample it, store it and "
-        "print a summary.\n\nExit code 0 when every target ran (exited, or stopped at its "
-        "timeout); 1 when a target failed (non-zero exit, OOM kill, could not start); 2 for "
-        "a bad spec or environment; 130 when interrupted (Ctrl-C or SIGTERM), with "
-        "everything up to then stored.",
+        "print a summary; then check the spec's budgets (profiling.budgets, and each "
+        "target's) and print each with its measured value and verdict.\n\nExit code 0 when "
+        "every target ran (exited, or stopped at its timeout) and every budget passed; 1 when "
+        "a target failed (non-zero exit, OOM kill, could not start) or a budget failed (or "
+        "had no data); 2 for a bad spec (budgets included) or environment; 130 when "
+        "interrupted (Ctrl-C or SIGTERM), with everything up to then stored.",
     )
     p.add_argument(
         "spec", metavar="SPEC", help="profile spec (a Waggle sage.yaml with a profiling: section)"
@@ -48,10 +52,12 @@ def add(sub: Any) -> None:
         "--json", action="store_true", help="print the summary as JSON instead of tables"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress display")
+    add_junit(p)
     p.set_defaults(func=main)
 
 
 def main(ns: argparse.Namespace) -> int:
+    from edgeprof.analyze.budgets import evaluate_run
     from edgeprof.analyze.summary import summarize
     from edgeprof.cli.progress import make_progress
     from edgeprof.engine.docker import DockerEngine
@@ -61,6 +67,7 @@ def main(ns: argparse.Namespace) -> int:
     from edgeprof.store import absolute_url
 
     loaded = load_spec(ns.spec)
+    check_junit_path(ns.junit)
     store = open_for_writing(ns.db)
     engine = DockerEngine()
     ui = make_progress(quiet=ns.quiet or ns.json)
@@ -90,8 +97,18 @@ def main(ns: argparse.Namespace) -> int:
     else:
         print_summary(s)
         print(f"run id: {result.run_id}")
+    # budgets: after every target finished; under --json the table goes to stderr
+    results = evaluate_run(s)
+    if results and not ns.json:
+        print()
+    budgets_ok = report_budgets(s, results, ns.junit, stream=sys.stderr if ns.json else None)
+    rc = 0
     if result.failed:
         names = ", ".join(f"{t.name} ({t.status})" for t in result.failed)
         print(f"failed targets: {names}", file=sys.stderr)
-        return 1
-    return 0
+        rc = 1
+    if not budgets_ok:
+        bad = [r for r in results if not r.ok]
+        print(f"failed budgets: {len(bad)} of {len(results)}", file=sys.stderr)
+        rc = 1
+    return rc

@@ -135,7 +135,9 @@ def _data_loc(loc: tuple[Any, ...], node: Any, kind: str) -> tuple[Any, ...]:
 
 def _explain(err: ValidationError, node: Any, source: str) -> str:
     e = err.errors()[0]
-    loc = _data_loc(tuple(e["loc"]), node, e["type"])
+    # a validator of a nested mapping (budgets) may say where inside it the problem is
+    inner = getattr((e.get("ctx") or {}).get("error"), "loc", ())
+    loc = _data_loc(tuple(e["loc"]) + tuple(inner), node, e["type"])
     path = _loc_path(loc) or "(top level)"
     line = _node_line(node, loc)
     where = f"{source}:{line}" if line else source

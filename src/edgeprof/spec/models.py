@@ -232,6 +232,19 @@ def _env_dict(v: Any) -> Any:
     return v
 
 
+def _check_budgets(v: Any) -> Any:
+    """``budgets:`` checked when the spec loads (see :mod:`edgeprof.analyze.budgets`)."""
+    from edgeprof.analyze.budgets import validate_budgets
+
+    return validate_budgets(v)
+
+
+BUDGETS_HELP = (
+    "metric → k6-style expressions on its summary statistics, e.g. "
+    'cpu.percent: ["p95 < 150"], exit_code: ["== 0"]'
+)
+
+
 class TargetSpec(_Model):
     name: str | None = None
     args: str | list[str] = Field(default_factory=list)
@@ -240,11 +253,19 @@ class TargetSpec(_Model):
     repeat: int = Field(default=1, ge=1, le=1000)
     resources: Resources = Field(default_factory=Resources)
     run: RunOptions | None = None
+    budgets: dict[str, list[str]] = Field(
+        default_factory=dict, description=BUDGETS_HELP + " (over the spec's, per metric)"
+    )
 
     @field_validator("env", mode="before")
     @classmethod
     def _env(cls, v: Any) -> Any:
         return _env_dict(v)
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, v: Any) -> Any:
+        return _check_budgets(v)
 
     @field_validator("args", mode="before")
     @classmethod
@@ -320,6 +341,12 @@ class Profiling(_Model):
     )
     app_metrics: AppMetricsOptions = Field(default_factory=AppMetricsOptions)
     tegrastats_path: str | None = None
+    budgets: dict[str, list[str]] = Field(default_factory=dict, description=BUDGETS_HELP)
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, v: Any) -> Any:
+        return _check_budgets(v)
 
     @field_validator("metrics")
     @classmethod
