@@ -18,11 +18,22 @@ import sys
 from typing import Any
 
 from edgeprof import __version__
-from edgeprof.cli import check, cleanup, export, logs, migrate, plot, run, runs, summary
+from edgeprof.cli import (
+    check,
+    cleanup,
+    export,
+    logs,
+    migrate,
+    plot,
+    report,
+    run,
+    runs,
+    summary,
+)
 from edgeprof.cli.common import Parser, UsageError
 from edgeprof.errors import UserError
 
-MODULES = (run, runs, summary, check, export, plot, logs, cleanup, migrate)
+MODULES = (run, runs, summary, check, report, export, plot, logs, cleanup, migrate)
 COMMANDS = [m.NAME for m in MODULES]
 
 
