@@ -41,6 +41,21 @@ def engine() -> str:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a headless-capable Chromium (scripts/chromium.sh installs Debian's if none).
+
+    Outside CI a machine without one (and no root to install it) skips the browser tests
+    with the reason; under CI=true that is a failure, so a missing install step shows."""
+    res = subprocess.run([str(ROOT / "scripts" / "chromium.sh")], capture_output=True, text=True)
+    if res.returncode != 0:
+        why = f"no Chromium for the report tests: {res.stderr.strip()[-500:]}"
+        if os.environ.get("CI"):
+            raise RuntimeError(why)
+        pytest.skip(why)
+    return res.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
 def postgres_server() -> str:
     """URL of a private PostgreSQL server (started by scripts/postgres.sh)."""
     res = subprocess.run(

@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from .helpers import edgeprof
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("EDGEPROF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 XSS_METRIC = "<img src=x onerror=alert(1)>"
 XSS_FLAG_METRIC = '<img src=x onerror="window.__pwned=1;alert(11)">'
@@ -63,19 +61,16 @@ print("done", i, flush=True)
 """
 
 
-def _chromium() -> str:
+def _needs(chromium: str) -> str:
+    """The Chromium to drive, once Playwright and the report extra are known to be here."""
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("playwright is not installed (pip install -e '.[dev]')")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(
-            f"no Chromium at {CHROMIUM} (apt-get install chromium, or set EDGEPROF_CHROMIUM)"
-        )
     if (
         importlib.util.find_spec("uplot") is None
         or importlib.util.find_spec("tsdownsample") is None
     ):
         pytest.skip("the report extra is not installed (pip install -e '.[report]')")
-    return CHROMIUM
+    return chromium
 
 
 def artifacts_dir() -> Path:
@@ -84,13 +79,13 @@ def artifacts_dir() -> Path:
     return d
 
 
-def open_report(path: Path, screenshot: Path | None = None) -> dict[str, Any]:
+def open_report(path: Path, chromium: str, screenshot: Path | None = None) -> dict[str, Any]:
     """Open a report from disk; what happened: requests, console errors, dialogs, charts."""
     from playwright.sync_api import sync_playwright
 
     seen: dict[str, Any] = {"requests": [], "errors": [], "dialogs": []}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=_needs(chromium), args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", lambda r: seen["requests"].append(r.url))
@@ -161,8 +156,10 @@ _X_TICKS = """() => {
 
 
 @pytest.fixture(scope="module")
-def xss_run(engine: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    _chromium()
+def xss_run(
+    engine: str, chromium: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    _needs(chromium)
     tmp = tmp_path_factory.mktemp("report")
     (tmp / "app.py").write_text(APP)
     for p in (tmp, tmp / "app.py"):
@@ -190,10 +187,10 @@ def _data(page: str) -> dict[str, Any]:
     return json.loads(m.group(1))
 
 
-def test_report_of_a_real_run_in_chromium(xss_run: tuple[Path, Path]) -> None:
+def test_report_of_a_real_run_in_chromium(xss_run: tuple[Path, Path], chromium: str) -> None:
     _, out = xss_run
     shot = artifacts_dir() / "report-xss-run.png"
-    seen = open_report(out, shot)
+    seen = open_report(out, chromium, shot)
     data = _data(out.read_text())
     expected: dict[str, int] = {}
     for c in data["charts"]:
@@ -224,7 +221,9 @@ def test_report_of_a_real_run_in_chromium(xss_run: tuple[Path, Path]) -> None:
     assert shot.stat().st_size > 10_000
 
 
-def test_escaping_holds_without_the_csp(xss_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_escaping_holds_without_the_csp(
+    xss_run: tuple[Path, Path], chromium: str, tmp_path: Path
+) -> None:
     """The CSP would block inline handlers anyway: remove it and the page is still inert."""
     _, out = xss_run
     page = out.read_text()
@@ -232,7 +231,7 @@ def test_escaping_holds_without_the_csp(xss_run: tuple[Path, Path], tmp_path: Pa
     assert n == 1
     bare = tmp_path / "no-csp.html"
     bare.write_text(stripped)
-    seen = open_report(bare)
+    seen = open_report(bare, chromium)
     assert seen["dialogs"] == [] and seen["pwned"] is None
     assert seen["imgs"] == 0 and seen["scripts"] == 3
     assert seen["errors"] == [] and seen["requests"] == [bare.as_uri()]
