@@ -20,8 +20,8 @@ quietly() {
     fi
 }
 
-step "installing edgeprof from this repository (pip install -e .)"
-quietly "$PY" -m pip install -q --disable-pip-version-check -e .
+step "installing edgeprof from this repository (pip install -e '.[report]')"
+quietly "$PY" -m pip install -q --disable-pip-version-check -e '.[report]'
 step "finding a container engine (starting a private dockerd if none answers)"
 engine="$(scripts/engine.sh start 2>>"$LOG")" || { echo "demo: no engine; see $LOG" >&2; tail -n 25 "$LOG" >&2; exit 1; }
 eval "$engine"
@@ -32,12 +32,16 @@ DB="${EDGEPROF_DB:-sqlite:///$ROOT/edgeprof.db}"
 step "profiling examples/objcounter/profile.yaml into $DB"
 rc=0
 "$PY" -m edgeprof.cli.main run examples/objcounter/profile.yaml --db "$DB" "$@" || rc=$?
+REPORT="$ROOT/report.html"
+step "writing the HTML report of that run (opens offline in any browser)"
+"$PY" -m edgeprof.cli.main report latest --db "$DB" -o "$REPORT" || rc=$((rc ? rc : $?))
 cat >&2 <<EOT
 
 demo: the engine keeps running. To use edgeprof from your own shell, point it there:
         export DOCKER_HOST=$DOCKER_HOST
       (with a Docker engine of your own, leave DOCKER_HOST as it is and skip scripts/engine.sh)
       See the runs:  edgeprof runs --db $DB
+      The report:    $REPORT
       Stop and unmount everything the scripts started:  scripts/stop.sh
 EOT
 exit "$rc"
