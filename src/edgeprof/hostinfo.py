@@ -34,6 +34,27 @@ def jetson_model(proc_root: str = "/proc") -> str | None:
     return _read(os.path.join(proc_root, "device-tree", "model"))
 
 
+def cpu_model(proc_root: str = "/proc") -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (x86's ``model name``; ARM kernels give
+    ``model name`` or ``Processor`` on older ones, else only the part number: then the
+    architecture and ``CPU part`` are returned, e.g. ``ARMv8 part 0xd42``)."""
+    text = _read(os.path.join(proc_root, "cpuinfo")) or ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and value.strip():
+            fields.setdefault(key.strip().lower(), value.strip())
+    for key in ("model name", "processor name", "cpu model", "hardware"):
+        if key in fields:
+            return " ".join(fields[key].split())
+    if "processor" in fields and not fields["processor"].isdigit():
+        return fields["processor"]
+    if "cpu part" in fields:
+        arch = fields.get("cpu architecture", "")
+        return f"ARMv{arch} part {fields['cpu part']}" if arch else f"part {fields['cpu part']}"
+    return None
+
+
 def l4t_release(etc_root: str = "/etc") -> str | None:
     """``# R35 (release), REVISION: 4.1, …`` → ``"R35.4.1"``; None when absent."""
     text = _read(os.path.join(etc_root, "nv_tegra_release"))
@@ -124,6 +145,7 @@ def host_details(caps: HostCaps | None = None) -> dict[str, Any]:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "cpu_count": psutil.cpu_count(),
+        "cpu_model": cpu_model(),
         "memory_total_bytes": psutil.virtual_memory().total,
     }
     if caps is not None and caps.sched_tick_s:

@@ -374,3 +374,30 @@ def test_jetson_with_gpu_summary_and_tegrastats_runs_one_tegrastats():
     assert made == ["TegrastatsCollector", "JetsonGpuLoadCollector"]
     alone = GroupEnv(caps=caps, selected=frozenset({"gpu-summary"}))
     assert len(GROUPS["gpu-summary"].factory(alone)) == 2
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "want"),
+    [
+        (
+            "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R)  CPU @ 2.20GHz\n"
+            "processor\t: 1\nmodel name\t: Intel(R) Xeon(R)  CPU @ 2.20GHz\n",
+            "Intel(R) Xeon(R) CPU @ 2.20GHz",
+        ),
+        (  # an arm64 kernel (Jetson Orin): no model name, only the part number
+            "processor\t: 0\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\n"
+            "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd42\nCPU revision\t: 1\n",
+            "ARMv8 part 0xd42",
+        ),
+        (
+            "Processor\t: AArch64 Processor rev 4 (aarch64)\nprocessor\t: 0\n",
+            "AArch64 Processor rev 4 (aarch64)",
+        ),
+        ("", None),
+    ],
+)
+def test_cpu_model(tmp_path: Path, cpuinfo: str, want: str | None) -> None:
+    from edgeprof.hostinfo import cpu_model
+
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert cpu_model(str(tmp_path)) == want
