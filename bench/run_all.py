@@ -1,4 +1,6 @@
-"""Run every benchmark in one go and print the four sections side by side.
+"""Run the sampler, store and compare benchmarks in one go and print their sections.
+
+(bench/app_ingest.py, bench/logs.py and bench/report.py run on their own.)
 
     python bench/run_all.py            # 60 s windows (~12 min)
     python bench/run_all.py --quick    # 15 s windows (~5 min)
@@ -16,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy  # noqa: E402
+import compare  # noqa: E402
 import overhead  # noqa: E402
 import store  # noqa: E402
 from _common import dump, machine, parse_mode  # noqa: E402
@@ -39,12 +42,24 @@ def main(argv: list[str] | None = None) -> None:
         {"smoke": 2.0, "quick": 15.0}.get(ns.mode, 60.0),
         pg=False,
     )
+    cmp = compare.run(20_000 if ns.mode == "smoke" else 1_000_000)
     overhead.print_overhead(ov)
     overhead.print_resolution(ov)
     accuracy.print_accuracy(ac)
     store.print_store(st)
+    compare.print_compare(cmp)
     out = ns.json_out or str(Path(__file__).resolve().parent / f"results-{ns.mode}.json")
-    dump(out, {"mode": ns.mode, "machine": m, "overhead": ov, "accuracy": ac, "store": st})
+    dump(
+        out,
+        {
+            "mode": ns.mode,
+            "machine": m,
+            "overhead": ov,
+            "accuracy": ac,
+            "store": st,
+            "compare": cmp,
+        },
+    )
     print(f"\nresults: {out}")
 
 

@@ -170,7 +170,8 @@ def test_help_names_its_values(tmp_path: Path, command: str | None) -> None:
     res = edgeprof(*([command] if command else []), "--help", cwd=tmp_path)
     for internal in ("<bool>", "<str>", "<int>", "<float", "<list[", "<path>", "TEXT", "FLOAT"):
         assert internal not in res.stdout, (command, internal)
-    if command in ("run", "runs", "summary", "export", "logs", "cleanup", "migrate"):
+    if command in ("run", "runs", "summary", "export", "logs", "cleanup", "migrate", "report",
+                   "check", "compare", "plot"):  # fmt: skip
         assert "--db URL" in res.stdout
 
 
@@ -179,7 +180,16 @@ def test_help_names_its_values(tmp_path: Path, command: str | None) -> None:
 
 def test_reading_a_missing_database_creates_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/missing.db"
-    for args in (["runs"], ["summary", "latest"], ["export", "1"], ["logs", "1"]):
+    for args in (
+        ["runs"],
+        ["summary", "latest"],
+        ["export", "1"],
+        ["logs", "1"],
+        ["report", "1", "-o", "r.html"],
+        ["check", "1"],
+        ["compare", "1", "2"],
+        ["plot", "1", "-m", "cpu.percent", "-o", "c.png"],
+    ):
         line = _one_line_error(edgeprof(*args, "--db", url, cwd=tmp_path))
         assert f"no database at {tmp_path}/missing.db" in line, line
         line = _one_line_error(edgeprof(*args, cwd=tmp_path))  # the default ./edgeprof.db
@@ -325,7 +335,9 @@ def test_export_parquet_without_pyarrow_says_which_extra(tmp_path: Path, db: str
     (fake / "__init__.py").write_text("raise ImportError('no pyarrow here')\n")
     env = _env(PYTHONPATH=str(fake.parent))
     line = _one_line_error(
-        edgeprof("export", "1", "-f", "parquet", "--db", db, "-o", "x.parquet", cwd=tmp_path, env=env)
+        edgeprof(
+            "export", "1", "-f", "parquet", "--db", db, "-o", "x.parquet", cwd=tmp_path, env=env
+        )
     )
     assert "pip install 'edgeprof[parquet]'" in line
     assert not (tmp_path / "x.parquet").exists()

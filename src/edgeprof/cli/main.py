@@ -21,6 +21,7 @@ from edgeprof import __version__
 from edgeprof.cli import (
     check,
     cleanup,
+    compare,
     export,
     logs,
     migrate,
@@ -33,7 +34,7 @@ from edgeprof.cli import (
 from edgeprof.cli.common import Parser, UsageError
 from edgeprof.errors import UserError
 
-MODULES = (run, runs, summary, check, report, export, plot, logs, cleanup, migrate)
+MODULES = (run, runs, summary, check, compare, report, export, plot, logs, cleanup, migrate)
 COMMANDS = [m.NAME for m in MODULES]
 
 
