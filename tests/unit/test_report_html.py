@@ -55,6 +55,7 @@ def make_run(
     logs: dict[str, str] | None = None,
     step_ns: int = SEC // 10,
     spec_name: str = "unit",
+    budgets: dict[str, list[str]] | None = None,
 ) -> int:
     """A finished run: per target, metric → values at one tick every ``step_ns``."""
     store = open_store(url)
@@ -85,7 +86,9 @@ def make_run(
     t0 = t_run
     tids: dict[str, int] = {}
     for i, (name, series) in enumerate(targets.items()):
-        cfg = {"resources": {"cpus": cpus}} if cpus else {}
+        cfg: dict[str, Any] = {"resources": {"cpus": cpus}} if cpus else {}
+        if budgets:
+            cfg["budgets"] = budgets
         tid = tids[name] = store.begin_target(TargetInfo(run_id, i, name, ["app", "--x"], cfg))
         w.add_target(name, tid)
         n = max(len(v) for v in series.values())
@@ -290,6 +293,23 @@ def test_sections_without_data_are_left_out(url: str) -> None:
     assert ids == ["runs", "summary", "g-cpu"]  # no empty memory/GPU/app/events/logs parts
     for absent in ("GPU", "App metrics", "Log tail", ">Events<"):
         assert f"<h2>{absent}" not in page and absent not in re.findall("<nav>.*?</nav>", page)[0]
+
+
+def test_budget_verdicts_are_shown_when_the_run_has_budgets(url: str) -> None:
+    budgets = {"cpu.percent": ["mean < 45", "max < 100"], "app.fps": ["p50 >= 10"]}
+    rid = make_run(url, {"t": {"cpu.percent": [40.0, 50.0, 60.0]}}, budgets=budgets)
+    page, _ = report(url, [rid])
+    ids = re.findall(r"<section id='([^']+)'", page)
+    assert ids == ["runs", "summary", "budgets", "g-cpu"]
+    part = page.split("<section id='budgets'", 1)[1].split("</section>", 1)[0]
+    assert "1 of 3 passed" in part and "2 failed" in part
+    rows = re.findall(r"<tr><td>t</td><td><code>(.*?)</code></td><td class='n'>(.*?)</td>", part)
+    assert rows == [  # metrics in name order (the stored config's), expressions as written
+        ("app.fps p50 &gt;= 10", "-"),
+        ("cpu.percent mean &lt; 45", "50 %"),
+        ("cpu.percent max &lt; 100", "60 %"),
+    ]
+    assert "no data" in part
 
 
 def test_long_series_are_downsampled_keeping_peaks(url: str) -> None:

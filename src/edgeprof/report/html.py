@@ -691,6 +691,36 @@ def _stat_row(label: str, m: GaugeStats, limit: str, cols: Sequence[str]) -> str
     return f"<tr><td>{esc(label)}</td>{cells}<td>{limit}</td><td class='n'>{m.count:,}</td></tr>"
 
 
+def _budgets(rd: _RunData, multi: bool) -> str:
+    """The verdicts of the budgets stored with the run (empty when it has none)."""
+    from edgeprof.analyze.budgets import evaluate_run
+
+    try:
+        results = evaluate_run(rd.summary)
+    except Exception:  # budgets of an older or hand-edited run: the rest of the page stands
+        return ""
+    if not results:
+        return ""
+    bad = sum(not r.ok for r in results)
+    head = (f"<h3>Run {rd.run.id}</h3>" if multi else "") + (
+        f"<p>{len(results) - bad} of {len(results)} passed"
+        + (f", <span class='status s-error'>{bad} failed</span>" if bad else "")
+        + " (<code>edgeprof check</code> gives the same verdicts)</p>"
+    )
+    rows = "".join(
+        f"<tr><td>{esc(r.target)}</td><td><code>{esc(r.name)}</code></td>"
+        f"<td class='n'>{esc(r.shown())}</td>"
+        f"<td class='status {'s-exited' if r.ok else 's-error'}'>"
+        f"{esc('pass' if r.ok else r.verdict)}</td>"
+        f"<td>{esc('' if r.ok else r.message)}</td></tr>"
+        for r in results
+    )
+    return (
+        head + "<table class='budgets'><thead><tr><th>target</th><th>budget</th><th>measured</th>"
+        "<th>verdict</th><th>why</th></tr></thead><tbody>" + rows + "</tbody></table>"
+    )
+
+
 def _events_table(rows: list[_EvRow], multi: bool) -> str:
     if not rows:
         return ""
@@ -865,6 +895,9 @@ def build_report(
             ),
         )
     )
+    budgets_html = "".join(_budgets(rd, multi) for rd in runs)
+    if budgets_html:
+        sections.append(Section("budgets", "Budgets", budgets_html))
     for g in groups_present:
         sections.append(
             Section(
