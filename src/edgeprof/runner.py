@@ -29,6 +29,7 @@ from edgeprof.owner import owner_info
 from edgeprof.plan import TargetRun, plan, target_config
 from edgeprof.reaper import Reaper
 from edgeprof.signals import DeferSignals, best_effort
+from edgeprof.sinks import Sink
 from edgeprof.spec import AppMetricsOptions, LoadedSpec
 from edgeprof.store.base import RunInfo, Store, TargetInfo
 from edgeprof.store.writer import BatchWriter
@@ -46,6 +47,9 @@ class RunSettings:
     reaper: bool = True
     db_url: str | None = None
     """Where the reaper marks the run crashed should the profiler die (None: it cannot)."""
+    sinks: list[Sink] = field(default_factory=list)
+    """More consumers of every sample besides the store (a live view, a Prometheus
+    endpoint); they also learn of each container (``sinks.member_started``)."""
 
 
 @dataclass
@@ -146,6 +150,7 @@ def run_profile(
             writer,
             work_dir,
             attempted,
+            list(st.sinks),
         )
         ui.run_started(run_id, image, runs)
         for tr, tid in zip(runs, target_ids, strict=True):

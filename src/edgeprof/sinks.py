@@ -2,7 +2,9 @@
 
 The sampler hands every batch to one :class:`Sink`. :class:`Tee` fans it out (the store's
 batch writer, the live view's :class:`LatestValues`, a Prometheus endpoint, …); a failing
-secondary sink is reported once and never stops the primary one. Sinks are called from
+secondary sink is reported once and never stops the primary one. A sink that shows or
+exports per container may also have ``member_started(MemberInfo)`` and
+``member_ended(target)``: the runner and ``attach`` call them through the Tee. Sinks are called from
 the sampler's thread; each keeps its own state behind its own lock and hands out copies, so
 no dict is shared by reference across threads.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from edgeprof.model import Event, Labels, MetricSpec, Sample
@@ -24,6 +27,39 @@ class Sink(Protocol):
     def write(self, batch: Sequence[Sample]) -> None: ...
 
     def event(self, ev: Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """A container a session starts observing, for sinks that show or export per container
+    (the live view, the Prometheus endpoint): its samples carry ``target=<target>``."""
+
+    target: str
+    """The ``target`` label of its samples (a target's name, or an attached container's)."""
+    role: str
+    """``app`` (a target edgeprof runs), ``service`` or ``attached``."""
+    container_id: str
+    name: str
+    """The container's name in the engine."""
+    image: str
+    limits: dict[str, float] = field(default_factory=dict)
+    """``cpus`` (cores) and ``memory_bytes`` where set."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """The container's own engine labels."""
+
+
+def member_started(sink: object, info: MemberInfo) -> None:
+    """Tell ``sink`` of a new container, if it wants to know (an optional sink method)."""
+    fn = getattr(sink, "member_started", None)
+    if fn is not None:
+        fn(info)
+
+
+def member_ended(sink: object, target: str) -> None:
+    """Tell ``sink`` that a container's series ended (it exited or was removed)."""
+    fn = getattr(sink, "member_ended", None)
+    if fn is not None:
+        fn(target)
 
 
 class NullSink:
@@ -70,6 +106,12 @@ class Tee:
 
     def event(self, ev: Event) -> None:
         self._each(lambda s: s.event(ev))
+
+    def member_started(self, info: MemberInfo) -> None:
+        self._each(lambda s: member_started(s, info))
+
+    def member_ended(self, target: str) -> None:
+        self._each(lambda s: member_ended(s, target))
 
 
 class LatestValues:

@@ -35,7 +35,7 @@ from edgeprof.reaper import OWNER_LABEL, RUN_UID_LABEL
 from edgeprof.sampler import windows_message
 from edgeprof.session import Member, Session
 from edgeprof.signals import DeferSignals, best_effort
-from edgeprof.sinks import LatestValues, Tee
+from edgeprof.sinks import LatestValues, MemberInfo, Sink, Tee
 from edgeprof.spec import LoadedSpec
 from edgeprof.store.base import Store
 from edgeprof.store.writer import BatchWriter
@@ -114,6 +114,8 @@ class RunContext:
     work_dir: str
     attempted: set[int] = field(default_factory=set)
     """Targets whose turn came (the rest were never run)."""
+    sinks: list[Sink] = field(default_factory=list)
+    """Consumers of every sample besides the store and the progress display."""
 
     def unavailable(self, group: str, reason: str, target: str | None = None) -> None:
         self.notes(
@@ -256,10 +258,21 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
         def on_tick(s: Session) -> None:
             ui.target_tick(tr, time.monotonic() - t0, latest.for_labels(labels))
 
+        def on_sink_error(sink: object, e: BaseException) -> None:
+            run.notes(
+                writer.event,
+                "note",
+                f"sink {type(sink).__name__}",
+                f"{type(sink).__name__} failed and is left out from here on: "
+                f"{type(e).__name__}: {e} (the store goes on)",
+                tr.name,
+            )
+
+        tee = Tee(writer, latest, *run.sinks, on_error=on_sink_error)
         session = Session(
             engine,
             clock,
-            Tee(writer, latest),
+            tee,
             run.interval,
             realtime=prof.realtime,
             host_collectors=host_collectors,
@@ -272,6 +285,21 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
         )
         opened.clear()  # the member's collectors are the session's from here (add() keeps it)
         session.add(member)
+        res_ = tr.target.resources
+        tee.member_started(
+            MemberInfo(
+                target=tr.name,
+                role="app",
+                container_id=handle.container_id,
+                name=handle.name,
+                image=run.image,
+                limits={
+                    k: float(v)
+                    for k, v in (("cpus", res_.cpus), ("memory_bytes", res_.memory))
+                    if v
+                },
+            )
+        )
         windows = session.sampler.rate_windows()
         if windows:
             run.notes(
@@ -283,7 +311,10 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
                 windows=windows,
                 interval_s=run.interval,
             )
-        session.run()
+        try:
+            session.run()
+        finally:
+            tee.member_ended(tr.name)
         res.timed_out = member.timed_out
         res.duration_s = time.monotonic() - t0
         info = engine.exit_info(handle)

@@ -31,12 +31,23 @@ profiling:
 """
 
 
-def _run(tmp: Path, targets: str, engine: FakeEngine, hooks: RunHooks | None = None) -> Any:
+def _run(
+    tmp: Path,
+    targets: str,
+    engine: FakeEngine,
+    hooks: RunHooks | None = None,
+    sinks: list[Any] | None = None,
+) -> Any:
     loaded = parse_spec(SPEC.format(targets=targets), "life.yaml")
     store = open_store(f"sqlite:///{tmp}/life.db")
     try:
         res = run_profile(
-            loaded, store, engine, RunSettings(reaper=False), hooks, caps=HostCaps(ncpu=2)
+            loaded,
+            store,
+            engine,
+            RunSettings(reaper=False, sinks=sinks or []),
+            hooks,
+            caps=HostCaps(ncpu=2),
         )
     finally:
         store.close()
@@ -268,3 +279,56 @@ def test_summary_json_keys_are_those_of_the_previous_release(tmp_path: Path) -> 
     assert kinds["gauge"] and kinds["counter"]
     for e in t["events"] + doc["run"]["events"]:
         assert list(e) == EVENT_KEYS
+
+
+class RecordingSink:
+    """An extra consumer, as a live view or an exporter is: sees samples and containers."""
+
+    def __init__(self, fail_on_write: bool = False) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.samples = 0
+        self.fail = fail_on_write
+
+    def describe(self, specs: Any) -> None:
+        return None
+
+    def write(self, batch: Any) -> None:
+        if self.fail:
+            raise RuntimeError("display broke")
+        self.samples += len(batch)
+
+    def event(self, ev: Any) -> None:
+        return None
+
+    def member_started(self, info: Any) -> None:
+        self.calls.append(("started", info))
+
+    def member_ended(self, target: str) -> None:
+        self.calls.append(("ended", target))
+
+
+def test_extra_sinks_see_every_container_and_a_failing_one_never_stops_the_store(
+    tmp_path: Path,
+) -> None:
+    engine = FakeEngine({"a": Script(run_s=0.3), "b": Script(run_s=0.3)})
+    good, bad = RecordingSink(), RecordingSink(fail_on_write=True)
+    _run(
+        tmp_path,
+        "    - {name: a, resources: {cpus: 0.5, memory: 64m}}\n    - {name: b}\n",
+        engine,
+        sinks=[good, bad],
+    )
+    assert [(k, v if k == "ended" else v.target) for k, v in good.calls] == [
+        ("started", "a"),
+        ("ended", "a"),
+        ("started", "b"),
+        ("ended", "b"),
+    ]
+    a = good.calls[0][1]
+    assert (a.role, a.limits) == ("app", {"cpus": 0.5, "memory_bytes": 64 * 2**20})
+    assert a.container_id in engine.containers and a.image
+    s = _summary(tmp_path)
+    stored = sum(t.samples for t in s.targets)
+    assert good.samples > 0 and stored > 0
+    notes = [e.message for e in s.target("a").events if e.kind == "note"]
+    assert any("RecordingSink failed" in m and "display broke" in m for m in notes), notes
