@@ -19,6 +19,7 @@ from edgeprof.collect.base import BaseCollector, CollectContext, Collector
 from edgeprof.collect.cgroup import CgroupCollector, NetCollector
 from edgeprof.collect.enginestats import EngineStatsCollector
 from edgeprof.collect.gpu.jetson import JetsonGpuLoadCollector
+from edgeprof.collect.gpu.nvmap import JetsonGpuProcessCollector, NvmapProcessCollector
 from edgeprof.collect.gpu.nvml import NvmlProcessCollector, NvmlSummaryCollector
 from edgeprof.collect.gpu.tegrastats import TEGRASTATS_METRICS, parse_line
 from edgeprof.collect.host import HostCollector
@@ -123,6 +124,19 @@ def test_tegrastats_and_jetson_sysfs() -> None:
     assert all(m.unit in UNITS for m in declared.values())
     c = JetsonGpuLoadCollector()
     _check(c, _sample(c, CollectContext(sys_root=str(DATA / "jetson-root" / "sys"))))
+
+
+def test_nvmap_collectors(tmp_path: Path) -> None:
+    sys_root = tmp_path / "sys"
+    clients = sys_root / "kernel/debug/nvmap/iovmm/clients"
+    clients.parent.mkdir(parents=True)
+    clients.write_text((DATA / "jetson-nvmap" / "clients-gimbal.txt").read_text())
+    (tmp_path / "meminfo").write_text("NvMapMemUsed:     141896 kB\n")
+    ctx = CollectContext(
+        target="t1", labels=LAB, pid=4481, sys_root=str(sys_root), proc_root=str(tmp_path)
+    )
+    for c in (NvmapProcessCollector(), JetsonGpuProcessCollector(nvml=StandInNvml())):
+        _check(c, _sample(c, ctx))
 
 
 class _AggregatorAsCollector(BaseCollector):

@@ -205,7 +205,8 @@ register(
 register(
     Group(
         "gpu-process",
-        "GPU memory and SM utilization of the container's processes (NVML)",
+        "GPU memory and SM utilization of the container's processes (NVML; GPU memory from "
+        "the nvmap client table on a Jetson)",
         _gpu_process,
     )
 )

@@ -2,7 +2,8 @@
 
 A Jetson (``<proc_root>/device-tree/model`` names a Jetson/NVIDIA board, or
 ``<etc_root>/nv_tegra_release`` exists) has no NVML: there ``gpu-summary`` means tegrastats
-plus the sysfs GPU load. Every other host uses NVML (:mod:`.nvml`). ``tegrastats`` named
+plus the sysfs GPU load, and ``gpu-process`` the nvmap client table (:mod:`.nvmap`). Every
+other host uses NVML (:mod:`.nvml`). ``tegrastats`` named
 explicitly runs the ``tegrastats`` found on PATH (or the configured path) on any host.
 """
 
@@ -32,8 +33,12 @@ def gpu_summary_collectors(
 
 
 def gpu_process_collectors(caps: HostCaps, nvml: Any = None) -> list[Collector]:
-    """``gpu-process``: NVML's per-process GPU memory and SM use (unavailable on a Jetson,
-    where NVML is absent: the collector says so when opened)."""
+    """``gpu-process``: NVML's per-process GPU memory and SM use; on a Jetson, GPU memory
+    per process from the nvmap client table, or NVML where that table is empty (Thor)."""
+    if caps.jetson:
+        from edgeprof.collect.gpu.nvmap import JetsonGpuProcessCollector
+
+        return [JetsonGpuProcessCollector(nvml=nvml)]
     from edgeprof.collect.gpu.nvml import NvmlProcessCollector
 
     return [NvmlProcessCollector(nvml=nvml)]
