@@ -709,3 +709,25 @@ def test_run_with_a_bad_budget_exits_2_before_any_engine(tmp_path: Path) -> None
 def test_budget_name_is_key_and_expression() -> None:
     b: Budget = parse_expression("cpu.percent", " p95   <  150 ")
     assert b.name == "cpu.percent p95 < 150"
+
+
+def test_a_stored_budget_this_version_cannot_read_is_an_error_verdict() -> None:
+    """A run's stored budgets are re-read: one naming a metric unknown here (renamed, or
+    from a newer edgeprof) must not crash ``check`` nor vanish from the report."""
+    from edgeprof.analyze.budgets import evaluate_run
+    from edgeprof.analyze.model import GaugeStats, RunMeta, RunSummary, TargetSummary
+
+    g = GaugeStats(10.0, 1.0, 9.0, 19.0, 20.0, 21.0, 5, "%")
+    t = TargetSummary(
+        "t", [], "exited", 0, False, False, 1.0, None, None,
+        {"budgets": {"cpu.percentage": ["p95 < 5"], "cpu.percent": ["p95 < 50"]}},
+        {"cpu.percent": g}, [],
+    )  # fmt: skip
+    meta = RunMeta(1, "s", "i", None, "completed", 0, 1, 1.0, {}, None, [])
+    results = evaluate_run(RunSummary(meta, [t]))
+    assert [(r.name, r.verdict) for r in results] == [
+        ("cpu.percent p95 < 50", "pass"),
+        ("cpu.percentage p95 < 5", "error"),
+    ]
+    assert "unknown metric 'cpu.percentage'" in results[1].message
+    assert not results[1].ok

@@ -369,7 +369,7 @@ def test_single_repeat_bootstrap_and_one_sided_targets(tmp_path: Path, capsys: A
             rel=1e-9,
         )
         assert e["ci_low"] > 0 and e["ci_low"] <= e["b"] - e["a"] <= e["ci_high"] * 1.5
-        assert "note" not in e
+        assert e["note"].startswith("one repeat: only the noise within each run is seen")
     # deterministic: the same command gives the same document
     assert run_cli(capsys, "compare", "1", "2", "--db", db, "--json")[1] == out
     # 1 vs 2 repeats: bootstrap with the note; same process → ~
@@ -382,3 +382,88 @@ def test_single_repeat_bootstrap_and_one_sided_targets(tmp_path: Path, capsys: A
     # a rule on a metric one run lacks fails with "no data"
     rc, out, _ = run_cli(capsys, "compare", "1", "2", "--db", db, "--fail-on", "only.a.mean:+10%")
     assert rc == 1 and "no data in run 2" in out
+
+
+
+def test_quantiles_of_tied_values_keep_their_spread() -> None:
+    """Two runs of the same two-valued process (a pid count: 2, and 3 five % of the time):
+    the p95 sits on a tie and must not be called significant (the quantile shortcut for
+    long series once gave every replicate the same value: p = 0.0005, +50 %)."""
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(40):
+        a = np.where(rng.random(1000) < 0.05, 3.0, 2.0)
+        b = np.where(rng.random(1000) < 0.05, 3.0, 2.0)
+        ra, _ = C.bootstrap_replicates([a], "p95", np.random.default_rng(1))
+        rb, _ = C.bootstrap_replicates([b], "p95", np.random.default_rng(2))
+        assert ra.std() > 0 or rb.std() > 0 or np.percentile(a, 95) == np.percentile(b, 95)
+        diff = rb - ra
+        lo, hi = np.quantile(diff, [0.025, 0.975])
+        hits += bool(lo > 0 or hi < 0)
+    assert hits <= 4, hits  # ≈ α, not the 56 % the shortcut gave
+
+
+def test_short_series_and_missing_values_get_no_verdict(tmp_path: Path, capsys: Any) -> None:
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    g = "gauge"
+    add_run(db, {"t": [{"cpu.percent": (np.full(20, 40.0), "%", g)}]})
+    add_run(db, {"t": [{"cpu.percent": (np.full(20, 60.0), "%", g)}]})
+    rc, out, _ = run_cli(capsys, "compare", "1", "2", "--db", db, "--json")
+    e = json.loads(out)["targets"][0]["metrics"]["cpu.percent"]["mean"]
+    assert (e["a"], e["b"], e["change_pct"]) == (40.0, 60.0, 50.0)
+    assert e["significant"] is False and e["p_value"] is None
+    assert e["note"].startswith("fewer than 30 samples")
+    rc, out, _ = run_cli(capsys, "compare", "1", "2", "--db", db)
+    assert "~ *" in out and "* fewer than 30 samples" in out
+
+
+def test_processes_are_matched_by_name_across_runs(tmp_path: Path, capsys: Any) -> None:
+    """PIDs differ from run to run: per-process series are compared by process name, and
+    processes of one name are added up (two workers at 25 % each are 50 %)."""
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    store = open_store(db)
+    for run, (pids, level) in enumerate((((11, 12), 25.0), ((21, 22), 50.0))):
+        rid = store.begin_run(RunInfo("s", "i", 10**18, 0.1))
+        tid = store.begin_target(TargetInfo(rid, 0, "app", [], {"repeat_index": 0}))
+        w = BatchWriter(store, rid, tid)
+        w.describe([MetricSpec("process.cpu.percent", "%")])
+        rng = np.random.default_rng(run)
+        for i in range(300):
+            w.write(
+                [
+                    Sample(
+                        "process.cpu.percent",
+                        (("pid", str(p)), ("process", "worker")),
+                        10**18 + i * 10**8,
+                        level + float(rng.normal(0, 0.5)),
+                    )
+                    for p in pids
+                ]
+            )
+        w.close()
+        store.update_target(tid, status="exited", exit_code=0)
+        store.end_run(rid, "completed", 10**18 + 10**11)
+    store.close()
+    rc, out, _ = run_cli(capsys, "compare", "1", "2", "--db", db, "--json")
+    t = json.loads(out)["targets"][0]
+    assert t["metrics_only_in_a"] == [] and t["metrics_only_in_b"] == []
+    e = t["metrics"]["process.cpu.percent{process=worker}"]["mean"]
+    assert e["a"] == pytest.approx(50.0, abs=0.2) and e["b"] == pytest.approx(100.0, abs=0.2)
+    assert e["significant"] is True
+    # a bare metric name in --fail-on names every process of it
+    rc, out, _ = run_cli(
+        capsys, "compare", "1", "2", "--db", db, "--fail-on", "process.cpu.percent.mean:+10%"
+    )
+    assert rc == 1 and "FAIL" in out and "process.cpu.percent{process=worker} mean" in out
+
+
+def test_a_run_still_running_is_said(tmp_path: Path, capsys: Any) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    g = "gauge"
+    add_run(db, {"t": [{"cpu.percent": (np.full(50, 40.0), "%", g)}]})
+    store = open_store(db)
+    rid = store.begin_run(RunInfo(spec_name="s", image="img", started_ns=10**18, interval_s=0.1))
+    store.close()
+    rc, out, err = run_cli(capsys, "compare", "1", str(rid), "--db", db)
+    assert rc == 0
+    assert f"run {rid} is still running" in err and "samples stored so far" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def test_counts_outcomes_and_messages(tmp_path: Path) -> None:
     assert fail is not None and fail.get("message") == "p95 = 187.2 %, limit < 150 %"
     assert second.find("properties/property").get("value") == "3"  # type: ignore[union-attr]
     assert not list(tmp_path.glob(".junit-*"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # readable by a CI agent
 
 
 def test_text_from_apps_is_escaped_and_control_characters_replaced() -> None:

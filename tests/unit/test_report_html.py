@@ -398,3 +398,39 @@ def test_write_report_and_cli(tmp_path: Path, url: str) -> None:
         timeout=120,
     )
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no run with id 42" in p.stderr
+
+
+def test_top_processes_are_picked_per_target(url: str) -> None:
+    """A target with six busy processes must not crowd out another target's processes."""
+    store = open_store(url)
+    t0 = 1_700_000_000 * SEC
+    rid = store.begin_run(RunInfo("procs", "img", t0, 0.1))
+    w = BatchWriter(store, rid)
+    w.describe([MetricSpec("process.cpu.percent", "%")])
+    for i, (name, pids, level) in enumerate((("big", range(1, 7), 90.0), ("small", (7, 8), 10.0))):
+        tid = store.begin_target(TargetInfo(rid, i, name, []))
+        w.add_target(name, tid)
+        for k in range(3):
+            w.write(
+                [
+                    Sample(
+                        "process.cpu.percent",
+                        (("pid", str(p)), ("process", f"p{p}"), ("target", name)),
+                        t0 + k * SEC,
+                        level + p,
+                    )
+                    for p in pids
+                ]
+            )
+        w.end_target(tid)
+        store.update_target(tid, status="exited", exit_code=0, started_ns=t0)
+    w.close()
+    store.end_run(rid, "completed", t0 + 5 * SEC)
+    store.close()
+    page, _ = report(url, [rid])
+    chart = next(
+        c for c in page_data(page)["charts"] if c["g"] == "processes" and "CPU" in c["title"]
+    )
+    labels = [s["label"] for s in chart["series"]]
+    assert sum("big" in x for x in labels) == 5  # its top five
+    assert sum("small" in x for x in labels) == 2, labels

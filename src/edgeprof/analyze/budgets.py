@@ -669,11 +669,26 @@ def base_name(target: str) -> str:
     return re.sub(r"#\d+$", "", target)
 
 
+def _unparsable(target: str, key: str, text: str, why: str) -> BudgetResult:
+    """A stored budget this edgeprof cannot read (a metric renamed since, a hand-edited
+    database): an ``error`` verdict, never a crash and never a silent pass."""
+    b = Budget(key, key, {}, None, "==", Threshold(0.0, "", None, 1.0), text)
+    return BudgetResult(target, b, None, "error", None, None, f"{key}: {text!r}: {why}")
+
+
 def evaluate_run(s: RunSummary, budgets_for: BudgetsFor = stored_budgets) -> list[BudgetResult]:
     """Every target's budgets checked against its summary, in target order."""
     out: list[BudgetResult] = []
     for t in s.targets:
-        out += evaluate_target(t, compile_budgets(budgets_for(t)))
+        budgets: list[Budget] = []
+        bad: list[BudgetResult] = []
+        for key, exprs in budgets_for(t).items():
+            for text in exprs if isinstance(exprs, list | tuple) else [exprs]:
+                try:
+                    budgets.append(parse_expression(key, str(text)))
+                except ValueError as e:
+                    bad.append(_unparsable(t.name, key, str(text), str(e)))
+        out += evaluate_target(t, budgets) + bad
     return out
 
 

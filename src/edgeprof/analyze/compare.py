@@ -38,7 +38,7 @@ import numpy as np
 from edgeprof.analyze.model import CounterStats, GaugeStats, MetricStats
 from edgeprof.analyze.summary import metric_stats, series_key
 from edgeprof.errors import UserError
-from edgeprof.store.base import Store
+from edgeprof.store.base import SeriesRecord, Store
 
 ALPHA = 0.05
 MIN_MWU_REPEATS = 4
@@ -51,6 +51,18 @@ QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 MWU = "mann-whitney-u"
 BOOT = "block-bootstrap"
 NOTE_FEW = f"need ≥ {MIN_MWU_REPEATS} repeats for Mann–Whitney U"
+NOTE_ONE = (
+    f"one repeat: only the noise within each run is seen, not from run to run; "
+    f"repeat: ≥ {MIN_MWU_REPEATS} for Mann–Whitney U"
+)
+MIN_BOOT_SAMPLES = 30
+"""Fewer samples per run than this and no bootstrap verdict is given: measured on AR(1)
+pairs from one process, 20–30 samples called 12–24 % of them significant."""
+NOTE_SHORT = (
+    f"fewer than {MIN_BOOT_SAMPLES} samples in a run: too few for a bootstrap verdict; "
+    f"sample longer or repeat: ≥ {MIN_MWU_REPEATS}"
+)
+NOTE_NAN = "no finite values in a run: no verdict"
 
 # Above this many blocks a replicate's mean (an average of k blocks drawn with
 # replacement) is drawn from the normal law with the bootstrap's exact mean and variance:
@@ -59,6 +71,8 @@ MAX_DRAWN_BLOCKS = 1000
 # Up to this many samples a quantile's replicates are computed on resampled series; above,
 # from the Bahadur representation (see _Boot.quantile).
 MAX_EXACT_QUANTILE_N = 200
+MAX_EXACT_TIED_N = 20_000
+"""Above this, a quantile on tied values is bootstrapped on an evenly thinned series."""
 
 
 # -- Mann–Whitney U ----------------------------------------------------------------------
@@ -304,20 +318,40 @@ class _Boot:
         idx = np.clip(np.ceil(u * self.n).astype(np.int64) - 1, 0, self.n - 1)
         return np.asarray(sign * bmax[idx])
 
-    def quantile(self, q: float) -> np.ndarray:
-        if self.n <= MAX_EXACT_QUANTILE_N:
-            starts = self.rng.integers(0, self.n, size=(self.B, self.k))
-            idx = (starts[:, :, None] + np.arange(self.L)).reshape(self.B, -1) % self.n
+    def _exact_quantile(self, q: float) -> np.ndarray:
+        """Quantile replicates of resampled series built in full (in batches of at most
+        about two million values)."""
+        batch = max(1, min(self.B, 2_000_000 // max(1, self.k * self.L)))
+        out = []
+        for start in range(0, self.B, batch):
+            nb = min(batch, self.B - start)
+            starts = self.rng.integers(0, self.n, size=(nb, self.k))
+            idx = (starts[:, :, None] + np.arange(self.L)).reshape(nb, -1) % self.n
             vals = self.x[idx]
             m = vals.shape[1]
             pos = q * (m - 1)
             lo = math.floor(pos)
             hi = min(lo + 1, m - 1)
             part = np.partition(vals, [lo, hi] if hi != lo else [lo], axis=1)
-            reps = part[:, lo] + (part[:, hi] - part[:, lo]) * (pos - lo)
-            return self._spread(reps, _percentile(self.sorted, q))
+            out.append(part[:, lo] + (part[:, hi] - part[:, lo]) * (pos - lo))
+        return self._spread(np.concatenate(out), _percentile(self.sorted, q))
+
+    def quantile(self, q: float) -> np.ndarray:
+        if self.n <= MAX_EXACT_QUANTILE_N:
+            return self._exact_quantile(q)
         s = self.sorted
         qhat = _percentile(s, q)
+        if np.count_nonzero(self.x == qhat) > 1:
+            # Tied values at the quantile (counts, whole pages, a CPU at its limit): the
+            # shortcut below assumes a density there and would give every replicate the
+            # same value. Resample in full instead — above MAX_EXACT_TIED_N samples from
+            # an evenly thinned series, whose interval is wider (conservative), never
+            # narrower than the data allow.
+            if self.n <= MAX_EXACT_TIED_N:
+                return self._exact_quantile(q)
+            step = -(-self.n // MAX_EXACT_TIED_N)
+            thin = _Boot(self.x[::step], self.rng, self.B)
+            return thin._exact_quantile(q)
         n = self.n
         z = _norm_ppf(1 - ALPHA / 2)
         zq = _norm_ppf(q)
@@ -577,18 +611,33 @@ def _load(store: Store, run_ref: str | int) -> tuple[int, dict[str, _Target]]:
     targets = store.targets(run.id)
     arrays = store.series_arrays(run.id)
     by_target: dict[int, dict[str, _Series]] = {t.id: {} for t in targets}
+    # per target and key: the series behind it. A process's PID differs from run to run,
+    # so per-process series are keyed by process name, and processes of one name (workers)
+    # are added up tick by tick, as their container's total would be.
+    grouped: dict[tuple[int, str], list[tuple[SeriesRecord, np.ndarray, np.ndarray]]] = {}
     for s in store.series(run.id):
         if s.target_id is None or s.target_id not in by_target:
             continue
         got = arrays.get(s.id)
         if got is None or not len(got[1]):
             continue
-        vals = np.asarray(got[1], dtype=np.float64)
+        labels = {k: v for k, v in s.labels.items() if k != "pid"}
+        key = series_key(s.metric, labels)
+        grouped.setdefault((s.target_id, key), []).append(
+            (s, np.asarray(got[0], dtype=np.int64), np.asarray(got[1], dtype=np.float64))
+        )
+    for (tid, key), parts in grouped.items():
+        s = parts[0][0]
+        if len(parts) == 1:
+            vals = parts[0][2]
+        else:
+            ts = np.unique(np.concatenate([p[1] for p in parts]))
+            vals = np.zeros(len(ts))
+            for _, t_p, v_p in parts:
+                np.add.at(vals, np.searchsorted(ts, t_p), np.nan_to_num(v_p))
         st = metric_stats(s, vals)
         kind = "counter" if isinstance(st, CounterStats) else "gauge"
-        by_target[s.target_id][series_key(s.metric, s.labels)] = _Series(
-            kind, s.kind, s.unit, st, vals
-        )
+        by_target[tid][key] = _Series(kind, s.kind, s.unit, st, vals)
     out: dict[str, _Target] = {}
     order = sorted(targets, key=lambda t: (t.config.get("repeat_index", 0), t.idx))
     for t in order:
@@ -622,8 +671,21 @@ def _compare_stat(
     va, vb = float(np.median(obs_a)), float(np.median(obs_b))
     ch = change_pct(va, vb)
     if len(a) >= MIN_MWU_REPEATS and len(b) >= MIN_MWU_REPEATS:
+        if not all(math.isfinite(v) for v in (*obs_a, *obs_b)):
+            return StatComparison(
+                stat, va, vb, None, math.nan, False, MWU, len(a), len(b), note=NOTE_NAN
+            )
         _, p, _how = mann_whitney_u(obs_a, obs_b)
         return StatComparison(stat, va, vb, ch, p, p < ALPHA, MWU, len(a), len(b))
+    note = NOTE_FEW if max(len(a), len(b)) > 1 else NOTE_ONE
+    if not (math.isfinite(va) and math.isfinite(vb)):
+        return StatComparison(
+            stat, va, vb, None, math.nan, False, BOOT, len(a), len(b), note=NOTE_NAN
+        )
+    if min(len(x.values) for x in (*a, *b)) < MIN_BOOT_SAMPLES:
+        return StatComparison(
+            stat, va, vb, ch, math.nan, False, BOOT, len(a), len(b), note=NOTE_SHORT
+        )
     kind = a[0].series_kind
     rep_a, la = bootstrap_replicates(
         [s.values for s in a], stat, _rng(seed, target, key, stat, "a"), resamples, kind
@@ -636,7 +698,6 @@ def _compare_stat(
     frac = min(float((diff <= 0).mean()), float((diff >= 0).mean()))
     p = min(1.0, max(2 * frac, 1.0 / resamples))
     sig = lo > 0 or hi < 0
-    note = NOTE_FEW if max(len(a), len(b)) > 1 else None
     return StatComparison(stat, va, vb, ch, p, sig, BOOT, len(a), len(b), lo, hi, la, lb, note)
 
 
@@ -708,7 +769,7 @@ def compare(
         both = [k for k in keys_a if k in keys_b and wanted(k)]
         mwu = len(a.repeats) >= MIN_MWU_REPEATS and len(b.repeats) >= MIN_MWU_REPEATS
         method = MWU if mwu else BOOT
-        note = None if mwu or max(len(a.repeats), len(b.repeats)) == 1 else NOTE_FEW
+        note = None if mwu else NOTE_FEW if max(len(a.repeats), len(b.repeats)) > 1 else NOTE_ONE
         metrics_out: dict[str, MetricComparison] = {}
         for key in both:
             sa = [r[key] for r in a.repeats]
@@ -863,44 +924,61 @@ def evaluate_rules(c: Comparison, rules: Sequence[FailRule]) -> list[RuleResult]
             if t.only_in is not None:
                 out.append(RuleResult(t.name, r, "skipped", f"target {t.name} is {t.note}"))
                 continue
-            m = t.metrics.get(r.metric)
-            if m is None or r.stat not in m.stats:
-                if r.metric in t.only_in_a or r.metric in t.only_in_b:
-                    run = c.run_b if r.metric in t.only_in_a else c.run_a
-                    out.append(RuleResult(t.name, r, "failed", f"{r.metric}: no data in run {run}"))
-                else:
-                    out.append(RuleResult(t.name, r, "skipped", f"{t.name} has no {r.metric}"))
-                continue
-            s = m.stats[r.stat]
-            ch = s.change_pct
-            if ch is None:
-                ch = math.inf if s.b > s.a else -math.inf
-            past = ch > r.threshold_pct if r.threshold_pct >= 0 else ch < r.threshold_pct
-            failed = s.significant and past
-            sign = "+" if r.threshold_pct >= 0 else "-"
-            limit = f"limit {sign}{abs(r.threshold_pct):g} %"
-            change = "n/a" if s.change_pct is None else f"{s.change_pct:+.1f} %"
-            verdict = "significant" if s.significant else "not significant"
-            msg = (
-                f"{r.metric} {r.stat}: {s.a:.6g} → {s.b:.6g} ({change}, p = {s.p_value:.3g}, "
-                f"{verdict}, {s.method}), {limit}"
-            )
-            out.append(RuleResult(t.name, r, "failed" if failed else "passed", msg))
+            keys = [
+                k for k in _rule_keys(r.metric, list(t.metrics)) if r.stat in t.metrics[k].stats
+            ]
+            missing_a = _rule_keys(r.metric, t.only_in_b)  # in B only: no data in run A
+            missing_b = _rule_keys(r.metric, t.only_in_a)
+            for key in missing_b + missing_a:
+                run = c.run_b if key in missing_b else c.run_a
+                out.append(RuleResult(t.name, r, "failed", f"{key}: no data in run {run}"))
+            if not keys and not (missing_a or missing_b):
+                out.append(RuleResult(t.name, r, "skipped", f"{t.name} has no {r.metric}"))
+            for key in keys:
+                out.append(_rule_result(t.name, r, key, t.metrics[key].stats[r.stat]))
     return out
 
 
+def _rule_result(target: str, r: FailRule, key: str, s: StatComparison) -> RuleResult:
+    ch = s.change_pct
+    if ch is None:
+        ch = math.inf if s.b > s.a else -math.inf
+    past = ch > r.threshold_pct if r.threshold_pct >= 0 else ch < r.threshold_pct
+    failed = s.significant and past
+    sign = "+" if r.threshold_pct >= 0 else "-"
+    limit = f"limit {sign}{abs(r.threshold_pct):g} %"
+    change = "n/a" if s.change_pct is None else f"{s.change_pct:+.1f} %"
+    verdict = "significant" if s.significant else "not significant"
+    p = f"p = {s.p_value:.3g}" if math.isfinite(s.p_value) else "no test"
+    msg = f"{key} {r.stat}: {s.a:.6g} → {s.b:.6g} ({change}, {p}, {verdict}, {s.method}), {limit}"
+    if s.note:
+        msg += f"; {s.note}"
+    return RuleResult(target, r, "failed" if failed else "passed", msg)
+
+
 def known_metrics(c: Comparison, store: Store) -> dict[str, str]:
-    """metric key → gauge|counter for every series of both runs' targets (for --fail-on)."""
+    """metric key (as compared: without ``pid``) and bare metric name → gauge|counter, for
+    every series of both runs' targets (for --fail-on)."""
     out: dict[str, str] = {}
     for ref in (c.run_a, c.run_b):
         for s in store.series(ref):
             if s.target_id is None:
                 continue
-            out.setdefault(
-                series_key(s.metric, s.labels),
-                "counter" if s.kind in ("counter", "total") else "gauge",
-            )
+            kind = "counter" if s.kind in ("counter", "total") else "gauge"
+            labels = {k: v for k, v in s.labels.items() if k != "pid"}
+            out.setdefault(series_key(s.metric, labels), kind)
+            out.setdefault(s.metric, kind)
     return out
+
+
+def _rule_keys(rule_metric: str, keys: Sequence[str]) -> list[str]:
+    """The compared keys a rule names: its exact key, or for a bare metric name every
+    labelled series of that metric (``process.cpu.percent`` → each process)."""
+    if rule_metric in keys:
+        return [rule_metric]
+    if "{" in rule_metric:
+        return []
+    return [k for k in keys if k.split("{", 1)[0] == rule_metric]
 
 
 __all__ = [

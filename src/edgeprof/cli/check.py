@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from edgeprof.cli.common import add_db, open_for_reading
+from edgeprof.cli.common import add_db, open_for_reading, warn_unfinished
 from edgeprof.errors import UserError
 
 NAME = "check"
@@ -106,5 +106,6 @@ def main(ns: argparse.Namespace) -> int:
         raise UserError(
             f"run {s.run.id} has no budgets; add 'budgets:' to its spec, or pass --budgets FILE"
         )
+    warn_unfinished(s.run.id, s.run.status)
     results = evaluate_run(s, budgets_for)
     return 0 if report(s, results, ns.junit, as_json=ns.json) else 1

@@ -139,3 +139,13 @@ def open_for_writing(db: str | None) -> Any:
     from edgeprof.store import open_store
 
     return open_store(db_url(db), progress=MigrationProgress())
+
+
+def warn_unfinished(run_id: int, status: str) -> None:
+    """Verdicts on a run still marked ``running`` are on partial data: say so (stderr)."""
+    if status == "running":
+        print(
+            f"edgeprof: warning: run {run_id} is still running (or its profiler died: "
+            "'edgeprof cleanup' marks it crashed); these verdicts use the samples stored so far",
+            file=sys.stderr,
+        )

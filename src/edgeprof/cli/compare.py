@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, cast
 
-from edgeprof.cli.common import add_db, open_for_reading
+from edgeprof.cli.common import add_db, open_for_reading, warn_unfinished
 
 NAME = "compare"
 
@@ -96,6 +96,9 @@ def main(ns: argparse.Namespace) -> int:
         metrics += [r.metric for r in rules if r.metric not in metrics]
     store = open_for_reading(ns.db)
     try:
+        for ref in (ns.run_a, ns.run_b):
+            rec = store.resolve_run(ref)
+            warn_unfinished(rec.id, rec.status)
         c = compare(
             store,
             ns.run_a,

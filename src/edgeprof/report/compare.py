@@ -7,6 +7,7 @@ the method that gave it. A change that is not significant at α = 0.05 shows as 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.markup import escape
@@ -36,6 +37,8 @@ def _change(s: StatComparison) -> str:
 
 
 def _p(s: StatComparison) -> str:
+    if not math.isfinite(s.p_value):
+        return "–"
     return f"{s.p_value:.3f}" if s.p_value >= 0.001 else f"{s.p_value:.1e}"
 
 
@@ -52,23 +55,41 @@ def _heading(c: Comparison, t: TargetComparison) -> str:
     return text
 
 
+def _notes(t: TargetComparison) -> list[str]:
+    """Notes of single verdicts (too few samples, no finite data) beyond the target's."""
+    seen: list[str] = []
+    for m in t.metrics.values():
+        for s in m.stats.values():
+            if s.note and s.note != t.note and s.note not in seen:
+                seen.append(s.note)
+    return seen
+
+
 def _rows(t: TargetComparison) -> list[list[str]]:
     rows = []
+    notes = _notes(t)
     for key, m in t.metrics.items():
         first = True
         for stat, s in m.stats.items():
+            mark = ""
+            if s.note and s.note in notes:
+                mark = " " + "*" * (notes.index(s.note) + 1)
             rows.append(
                 [
                     key if first else "",
                     stat,
                     fmt_value(s.a, m.unit),
                     fmt_value(s.b, m.unit),
-                    _change(s),
+                    _change(s) + mark,
                     _p(s),
                 ]
             )
             first = False
     return rows
+
+
+def _note_lines(t: TargetComparison) -> list[str]:
+    return [f"{'*' * (i + 1)} {n}" for i, n in enumerate(_notes(t))]
 
 
 def _only(t: TargetComparison, c: Comparison) -> list[str]:
@@ -100,7 +121,7 @@ def print_comparison(c: Comparison, results: Sequence[RuleResult] = ()) -> None:
         for row in _rows(t):
             tab.add_row(*(escape(x) for x in row))
         con.print(tab)
-        for line in _only(t, c):
+        for line in _note_lines(t) + _only(t, c):
             con.print("  " + escape(line), highlight=False)
     con.print(
         "~: not significant at α = 0.05 (Mann–Whitney U over ≥ 4 repeats; else a block "
@@ -122,6 +143,14 @@ def _md(text: str) -> str:
     )
 
 
+def _code(text: str) -> str:
+    """A code span in a table cell: shown literally (no entities: GitHub does not decode
+    them inside code), pipes escaped for the table, a longer fence around backticks."""
+    body = text.replace("|", "\\|").replace("\n", " ")
+    fence = "``" if "`" in body else "`"
+    return f"{fence} {body} {fence}" if fence == "``" else f"`{body}`"
+
+
 def markdown(c: Comparison, results: Sequence[RuleResult] = ()) -> str:
     lines = [f"### edgeprof compare: run {c.run_a} (A) vs run {c.run_b} (B)", ""]
     for t in c.targets:
@@ -131,10 +160,10 @@ def markdown(c: Comparison, results: Sequence[RuleResult] = ()) -> str:
             lines.append("| metric | stat | A | B | change | p |")
             lines.append("|---|---|--:|--:|--:|--:|")
             for row in _rows(t):
-                cells = [f"`{_md(row[0])}`" if row[0] else "", *(_md(x) for x in row[1:])]
+                cells = [_code(row[0]) if row[0] else "", *(_md(x) for x in row[1:])]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-        for line in _only(t, c):
+        for line in _note_lines(t) + _only(t, c):
             lines.append(f"_{_md(line)}_")
             lines.append("")
     if results:
@@ -142,7 +171,7 @@ def markdown(c: Comparison, results: Sequence[RuleResult] = ()) -> str:
         lines.append("|---|---|---|")
         for r in results:
             mark = {"failed": "❌ fail", "passed": "✅ pass", "skipped": "skipped"}[r.outcome]
-            lines.append(f"| `{_md(r.rule.text)}` | {_md(r.target)} | {mark}: {_md(r.message)} |")
+            lines.append(f"| {_code(r.rule.text)} | {_md(r.target)} | {mark}: {_md(r.message)} |")
         lines.append("")
     lines.append(
         "`~`: not significant at α = 0.05 (Mann–Whitney U over ≥ 4 repeats; else a block "

@@ -289,16 +289,17 @@ def _finite_list(v: Any) -> list[float | None]:
 
 
 def _top_processes(series: list[SeriesRecord], arrays: dict[int, tuple[Any, Any]]) -> set[int]:
-    """Ids of per-process series to draw: per metric, the TOP_PROCESSES largest by peak."""
+    """Ids of per-process series to draw: per target and metric, the TOP_PROCESSES largest
+    by peak (one target's busy processes never crowd out another's)."""
     keep: set[int] = set()
-    by_metric: dict[str, list[tuple[float, int]]] = {}
+    by_metric: dict[tuple[int | None, str], list[tuple[float, int]]] = {}
     for s in series:
         if s.metric in ("process.cpu.percent", "process.memory.rss_bytes"):
             a = arrays.get(s.id)
             if a is None or not len(a[1]):
                 continue
             peak = float(np.nanmax(a[1])) if np.isfinite(a[1]).any() else -math.inf
-            by_metric.setdefault(s.metric, []).append((peak, s.id))
+            by_metric.setdefault((s.target_id, s.metric), []).append((peak, s.id))
     for lst in by_metric.values():
         lst.sort(key=lambda p: -p[0])
         keep.update(sid for _, sid in lst[:TOP_PROCESSES])
@@ -697,8 +698,10 @@ def _budgets(rd: _RunData, multi: bool) -> str:
 
     try:
         results = evaluate_run(rd.summary)
-    except Exception:  # budgets of an older or hand-edited run: the rest of the page stands
-        return ""
+    except Exception as e:  # noqa: BLE001 - the rest of the page stands; say why
+        return (f"<h3>Run {rd.run.id}</h3>" if multi else "") + (
+            f"<p class='status s-error'>the budgets could not be evaluated: {esc(e)}</p>"
+        )
     if not results:
         return ""
     bad = sum(not r.ok for r in results)

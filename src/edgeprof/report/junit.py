@@ -100,6 +100,9 @@ def write_junit(path: str, suites: list[JUnitSuite], name: str = "edgeprof") -> 
         fd, tmp = tempfile.mkstemp(prefix=".junit-", dir=folder)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would: a CI agent of another user reads it
         os.replace(tmp, path)
     except OSError as e:
         raise UserError(

@@ -116,14 +116,15 @@ def plot_run(
     all_targets = store.targets(run.id)
     chosen = all_targets
     if targets:
-        names = {t.name for t in all_targets}
+        # a repeated target's base name (``burn``) selects its repeats (``burn#1`` …)
+        names = {t.name for t in all_targets} | {t.name.split("#")[0] for t in all_targets}
         missing = [n for n in targets if n not in names]
         if missing:
             raise UserError(
                 f"run {run.id} has no target named {missing[0]!r}; its targets are: "
                 + (", ".join(t.name for t in all_targets) or "none")
             )
-        chosen = [t for t in all_targets if t.name in targets]
+        chosen = [t for t in all_targets if t.name in targets or t.name.split("#")[0] in targets]
     panels = []
     for metric in metrics:
         lines, unit, limits = collect_lines(store, run.id, metric, chosen)
