@@ -98,7 +98,6 @@ MEM = "memory.working_set_bytes"
         ("cpu.percent", "p95 < 150%", None, 150),
         ("cpu.percent", "p95 < 150", None, 150),
         ("cpu.throttled_seconds_per_second", "mean < 30%", None, 0.3),
-        ("cpu.throttled_seconds_per_second", "mean < 0.3", None, 0.3),
         # frequency, power, temperature, plain rates
         ("gpu.sm_clock_hz", "max < 1.3GHz", None, 1.3e9),
         ("gpu.sm_clock_hz", "max < 900MHz", None, 9e8),
@@ -731,3 +730,16 @@ def test_a_stored_budget_this_version_cannot_read_is_an_error_verdict() -> None:
     ]
     assert "unknown metric 'cpu.percentage'" in results[1].message
     assert not results[1].ok
+
+
+def test_a_share_of_time_needs_its_percent_sign() -> None:
+    """cpu.throttled_seconds_per_second is stored as a share and shown in %: a plain number
+    (5, meant as 5 %) would be 500 % and never fail."""
+    from edgeprof.analyze.budgets import metric_catalog, parse_expression
+
+    shares = [m for m, info in metric_catalog().items() if info.unit == "s/s"]
+    assert shares
+    with pytest.raises(ValueError, match=r"shown in %; write the limit with its unit"):
+        parse_expression(shares[0], "mean < 5")
+    b = parse_expression(shares[0], "mean < 5%")
+    assert b.threshold.in_unit(shares[0], "s/s") == pytest.approx(0.05)

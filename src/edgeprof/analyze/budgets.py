@@ -409,6 +409,13 @@ def _parse(key: str, metric: str, labels: dict[str, str], expr: str) -> Budget:
         raise ValueError("the limit must be a finite number")
     unit = n.group("unit").strip()
     threshold = Threshold(number, "", None, 1.0)
+    if not unit and stat != "count" and info is not None and info.unit == "s/s":
+        # stored as a share (0.3), shown everywhere as a percentage (30 %): a plain 5 would
+        # read as 500 % and never fail, so the unit must be written
+        raise ValueError(
+            f"{metric} is a share of the time, shown in %; write the limit with its unit, "
+            f'e.g. "{stat_word} {op} {number:g}%"'
+        )
     if unit:
         if stat == "count":
             raise ValueError("count is a number of samples; write it without a unit")
