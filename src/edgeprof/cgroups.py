@@ -126,3 +126,22 @@ def cgroup_procs(cg: CgroupPaths) -> list[int]:
             return [int(x) for x in f.read().split()]
     except (OSError, ValueError):
         return []
+
+
+def cgroup_name(paths: CgroupPaths | None) -> str:
+    """The container's cgroup as the kernel names it, relative to the hierarchy's root
+    (``/docker/<id>``, ``/system.slice/docker-<id>.scope``): cAdvisor's ``id`` label.
+    Empty when unknown."""
+    if paths is None:
+        return ""
+    d = paths.unified if paths.version == 2 else paths.dir_for("memory") or paths.dir_for("cpu")
+    if not d:
+        return ""
+    marker = "/sys/fs/cgroup/"
+    at = d.find(marker)
+    if at < 0:
+        return ""
+    rest = d[at + len(marker) :]
+    if paths.version != 2:  # v1: the first component is the controller's mount
+        rest = rest.split("/", 1)[1] if "/" in rest else ""
+    return "/" + rest.strip("/")

@@ -46,6 +46,8 @@ class MemberInfo:
     """``cpus`` (cores) and ``memory_bytes`` where set."""
     labels: dict[str, str] = field(default_factory=dict)
     """The container's own engine labels."""
+    cgroup: str = ""
+    """Its cgroup relative to the hierarchy's root (``/docker/<id>``); empty if unknown."""
 
 
 def member_started(sink: object, info: MemberInfo) -> None:

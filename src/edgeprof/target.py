@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeprof.cgroups import cgroup_name
 from edgeprof.collect.base import CollectContext, Collector
 from edgeprof.collect.registry import CollectOptions, Group, GroupEnv
 from edgeprof.engine.base import Engine, Handle
@@ -298,6 +299,7 @@ def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:
                     for k, v in (("cpus", res_.cpus), ("memory_bytes", res_.memory))
                     if v
                 },
+                cgroup=cgroup_name(handle.cgroup),
             )
         )
         windows = session.sampler.rate_windows()

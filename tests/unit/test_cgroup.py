@@ -365,3 +365,15 @@ def test_net_collector_unavailable(tmp_path: Path) -> None:
         NetCollector().open(CollectContext(target="t1", pid=0))
     with pytest.raises(CollectorUnavailable):
         NetCollector().open(CollectContext(target="t1", pid=99, proc_root=str(tmp_path)))
+
+
+def test_cgroup_name_is_relative_to_the_hierarchy_root() -> None:
+    """cAdvisor's ``id`` label: the same name under either cgroup version and driver."""
+    from edgeprof.cgroups import CgroupPaths, cgroup_name
+
+    v1 = CgroupPaths(1, {"memory": "/sys/fs/cgroup/memory/docker/abc", "cpu": "/x"})
+    assert cgroup_name(v1) == "/docker/abc"
+    v2 = CgroupPaths(2, {}, "/sys/fs/cgroup/system.slice/docker-abc.scope")
+    assert cgroup_name(v2) == "/system.slice/docker-abc.scope"
+    assert cgroup_name(CgroupPaths(1, {"memory": "/tmp/fake/memory/docker/abc"})) == ""
+    assert cgroup_name(None) == ""
