@@ -1,7 +1,9 @@
 """Live display of a run: a progress bar per target (elapsed / timeout, CPU, memory).
 
-On a terminal it is a rich progress display; elsewhere (CI logs) one line per target start
-and end, and a status line every 10 s, so logs stay readable.
+When stdout is a terminal it is the live view (:mod:`edgeprof.live`: a table of every
+target's container with the current one's elapsed/timeout); with only stderr a terminal, a
+rich progress display; elsewhere (CI logs) one line per target start and end, and a status
+line every 10 s, so logs stay readable.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from edgeprof.plan import TargetRun
 from edgeprof.report.terminal import fmt_bytes, make_console
+from edgeprof.sinks import Sink
 from edgeprof.target import RunHooks, TargetResult
 
 
@@ -51,6 +54,10 @@ class QuietProgress(RunHooks):
 
     def run_started(self, run_id: int, image: str, targets: list[TargetRun]) -> None:
         self.run_id = run_id
+
+    def sinks(self) -> list[Sink]:
+        """Sinks the display needs in every target's Tee (``RunSettings.sinks``)."""
+        return []
 
 
 class LineProgress(QuietProgress):
@@ -121,10 +128,70 @@ class RichProgress(LineProgress):
         self.p.console.print(_end_line(tr, result))
 
 
-def make_progress(quiet: bool = False) -> Any:
-    console = make_console(stderr=True)
+_SHORT_STATUS = {"oom_killed": "OOM", "timed_out": "timeout", "interrupted": "stopped"}
+
+
+class LiveProgress(QuietProgress):
+    """The live view on stdout; the target being run shows ``elapsed/timeout`` as its state,
+    ended ones their status; start and end lines print above the table."""
+
+    def __init__(self, console: Console) -> None:
+        from edgeprof.live import LiveView
+
+        self.view = LiveView(console, plain=False, title="edgeprof run")
+        self._timeouts: dict[str, float] = {}
+        self._n = 0
+        self._i = 0
+
+    def sinks(self) -> list[Sink]:
+        return [self.view]
+
+    def __enter__(self) -> LiveProgress:
+        self.view.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.view.stop()
+
+    def run_started(self, run_id: int, image: str, targets: list[TargetRun]) -> None:
+        self.run_id = run_id
+        self._n = len(targets)
+        self.view.title = f"edgeprof run {run_id}"
+        self.view.print(f"run {run_id}: {len(targets)} target(s) of {image}")
+
+    def target_started(self, tr: TargetRun, timeout: float) -> None:
+        self._i += 1
+        self._timeouts[tr.name] = timeout
+        self.view.title = f"edgeprof run {self.run_id} target {self._i}/{self._n}"
+        self.view.set_state(tr.name, "starting")
+
+    def target_tick(self, tr: TargetRun, elapsed: float, latest: dict[str, float]) -> None:
+        timeout = self._timeouts.get(tr.name)
+        if timeout and elapsed >= timeout:
+            state = "stopping"  # its timeout passed: SIGTERM, then the grace
+        else:
+            state = f"{elapsed:.0f}/{timeout:g}s" if timeout else f"{elapsed:.0f}s"
+        self.view.set_state(tr.name, state)
+
+    def target_ended(self, tr: TargetRun, result: TargetResult) -> None:
+        if result.status in ("exited", "failed") and result.exit_code is not None:
+            state = f"exit {result.exit_code}"
+        else:
+            state = _SHORT_STATUS.get(result.status, result.status)
+        self.view.set_state(tr.name, state)
+        self.view.print(_end_line(tr, result))
+
+
+def make_progress(quiet: bool = False, live: bool = False) -> Any:
+    """The run's display: nothing (``quiet``), the live view (``live``: stdout is a
+    terminal), a progress display on a terminal stderr, else plain lines."""
     if quiet:
         return QuietProgress()
+    if live:
+        return LiveProgress(make_console(stderr=False))
+    console = make_console(stderr=True)
     if sys.stderr.isatty():
         return RichProgress(console)
     return LineProgress(console)

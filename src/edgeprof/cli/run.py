@@ -51,7 +51,20 @@ def add(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of tables"
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no live progress display")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no live display (on a terminal: a table of every container, 's' changes its "
+        "sort; elsewhere: a line per target)",
+    )
+    p.add_argument(
+        "--prometheus",
+        metavar="ADDR",
+        help="while running, serve current values at http://ADDR/metrics for Prometheus "
+        "(cAdvisor's and DCGM exporter's names): PORT (on 127.0.0.1), HOST, HOST:PORT or "
+        "[IPv6]:PORT (default port 9464); 0.0.0.0:PORT to listen on every interface",
+    )
     add_junit(p)
     p.set_defaults(func=main)
 
@@ -61,6 +74,7 @@ def main(ns: argparse.Namespace) -> int:
     from edgeprof.analyze.summary import summarize
     from edgeprof.cli.progress import make_progress
     from edgeprof.engine.docker import DockerEngine
+    from edgeprof.prometheus import serve_prometheus
     from edgeprof.report.terminal import print_summary
     from edgeprof.runner import RunSettings, run_profile
     from edgeprof.spec import load_spec
@@ -68,15 +82,19 @@ def main(ns: argparse.Namespace) -> int:
 
     loaded = load_spec(ns.spec)
     check_junit_path(ns.junit)
+    exporter = serve_prometheus(ns.prometheus)  # before any container: a busy port is exit 2
     store = open_for_writing(ns.db)
     engine = DockerEngine()
-    ui = make_progress(quiet=ns.quiet or ns.json)
+    ui = make_progress(quiet=ns.quiet or ns.json, live=sys.stdout.isatty())
     settings = RunSettings(
+        sinks=ui.sinks(),  # the live view, on a terminal
         interval_s=ns.interval,
         stats_source=ns.stats_source,
         only_targets=ns.target or None,
         db_url=absolute_url(db_url(ns.db)),  # the reaper runs from another directory
     )
+    if exporter is not None:
+        settings.sinks.append(exporter.sink)
     try:
         with ui:
             result = run_profile(loaded, store, engine, settings, ui)
@@ -90,6 +108,8 @@ def main(ns: argparse.Namespace) -> int:
         return 130
     finally:
         engine.close()
+        if exporter is not None:
+            exporter.close()
     s = summarize(store, result.run_id)
     store.close()
     if ns.json:
