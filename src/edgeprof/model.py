@@ -53,6 +53,9 @@ EventKind = Literal[
     "pywaggle_timezone",
     "note",
     "crashed",
+    "container_restarted",
+    "container_removed",
+    "detached",
 ]
 
 TargetStatus = Literal[
@@ -66,6 +69,7 @@ TargetStatus = Literal[
     "interrupted",
     "not_run",
     "crashed",
+    "detached",
 ]
 
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "oom_killed", "error"})

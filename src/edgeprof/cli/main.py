@@ -19,6 +19,7 @@ from typing import Any
 
 from edgeprof import __version__
 from edgeprof.cli import (
+    attach,
     check,
     cleanup,
     compare,
@@ -34,7 +35,7 @@ from edgeprof.cli import (
 from edgeprof.cli.common import Parser, UsageError
 from edgeprof.errors import UserError
 
-MODULES = (run, runs, summary, check, compare, report, export, plot, logs, cleanup, migrate)
+MODULES = (run, runs, attach, summary, check, compare, report, export, plot, logs, cleanup, migrate)
 COMMANDS = [m.NAME for m in MODULES]
 
 

@@ -7,7 +7,7 @@ Engine implementations: :mod:`.docker` (the Docker Engine API: dockerd and Podma
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,6 +72,23 @@ class ContainerInfo:
     nano_cpus: int = 0
     started_ns: int | None = None
     restart_count: int = 0
+    restarting: bool = False
+    """It exited and its restart policy will start it again."""
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """One change of a container's state, from the engine's event stream."""
+
+    action: str
+    """``start``, ``die`` or ``destroy`` (a restart is a ``die`` then a ``start``)."""
+    container_id: str
+    name: str
+    time_ns: int
+    """When the engine says it happened (Unix time, ns)."""
+    exit_code: int | None = None
+    """On ``die``."""
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +140,19 @@ class Engine(Protocol):
 
     def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
         """Every container (running or not) carrying all these labels."""
+        ...
+
+    def running_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        """Every running container carrying all these labels (``{}``: every one)."""
+        ...
+
+    def handle_of(self, info: ContainerInfo) -> Handle:
+        """A handle on a running container somebody else started (pid, cgroup)."""
+        ...
+
+    def events(self, since_ns: int | None) -> tuple[Iterator[ContainerEvent], Callable[[], None]]:
+        """Container ``start``/``die``/``destroy`` events from ``since_ns`` on (None: now),
+        and a function that ends the stream (from any thread)."""
         ...
 
     def stats_stream(self, container_id: str) -> tuple[Any, Callable[[], None]]:

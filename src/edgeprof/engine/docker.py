@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from edgeprof.cgroups import CgroupNotFound, CgroupPaths, find_cgroup
 from edgeprof.engine.base import (
+    ContainerEvent,
     ContainerInfo,
     ContainerRequest,
     ExitInfo,
@@ -303,6 +304,60 @@ class DockerEngine:
         except self._failures as e:
             raise EngineError(f"cannot list containers: {_short(e)}") from None
 
+    def running_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        filters: dict[str, Any] = {"status": "running"}
+        if labels:
+            filters["label"] = [f"{k}={v}" for k, v in labels.items()]
+        try:
+            rows = self.client.api.containers(all=False, filters=filters)
+            out = []
+            for row in rows:
+                with contextlib.suppress(self._docker.errors.NotFound):
+                    info = _info(self.client.api.inspect_container(row["Id"]))
+                    if info.running:
+                        out.append(info)
+            return out
+        except self._failures as e:
+            raise EngineError(f"cannot list containers: {_short(e)}") from None
+
+    def handle_of(self, info: ContainerInfo) -> Handle:
+        cgroup: CgroupPaths | None = None
+        if info.pid and self.local:
+            with contextlib.suppress(CgroupNotFound):
+                cgroup = find_cgroup(info.pid)
+        return Handle(container_id=info.id, name=info.name, pid=info.pid, cgroup=cgroup)
+
+    def events(self, since_ns: int | None) -> tuple[Iterator[ContainerEvent], Callable[[], None]]:
+        """The engine's container events (one long API call on a client of its own, whose
+        closing ends a reader blocked in it)."""
+        client = self._docker.from_env(timeout=30)
+        filters = {"type": "container", "event": ["start", "die", "destroy"]}
+        since = None if since_ns is None else f"{since_ns // 10**9}.{since_ns % 10**9:09d}"
+        try:
+            raw = client.api.events(since=since, filters=filters, decode=True)
+        except self._failures as e:
+            client.close()
+            raise EngineError(f"cannot follow the engine's events: {_short(e)}") from None
+
+        def gen() -> Iterator[ContainerEvent]:
+            try:
+                for doc in raw:
+                    ev = _event(doc)
+                    if ev is not None:
+                        yield ev
+            except self._failures:
+                return
+            except (OSError, ValueError, AttributeError):  # the stream was closed under us
+                return
+
+        def end() -> None:
+            with contextlib.suppress(Exception):
+                raw.close()
+            with contextlib.suppress(Exception):
+                client.close()
+
+        return gen(), end
+
     def stats_stream(self, container_id: str) -> tuple[Any, Callable[[], None]]:
         """The engine's stats stream for a container, and a function that ends it.
 
@@ -345,6 +400,28 @@ def _info(attrs: dict[str, Any]) -> ContainerInfo:
         nano_cpus=int(host.get("NanoCpus") or 0),
         started_ns=parse_rfc3339(str(state.get("StartedAt") or "")),
         restart_count=int(attrs.get("RestartCount") or 0),
+        restarting=bool(state.get("Restarting")),
+    )
+
+
+def _event(doc: dict[str, Any]) -> ContainerEvent | None:
+    """A container event of the API (``Action``, ``Actor``, ``timeNano``) → ContainerEvent."""
+    action = str(doc.get("Action") or doc.get("status") or "")
+    if doc.get("Type", "container") != "container" or action not in ("start", "die", "destroy"):
+        return None
+    actor = doc.get("Actor") or {}
+    attrs = dict(actor.get("Attributes") or {})
+    cid = str(actor.get("ID") or doc.get("id") or "")
+    code = attrs.pop("exitCode", None)
+    name = str(attrs.pop("name", "") or "")
+    t = doc.get("timeNano") or int(doc.get("time") or 0) * 10**9
+    return ContainerEvent(
+        action=action,
+        container_id=cid,
+        name=name,
+        time_ns=int(t),
+        exit_code=int(code) if code is not None and str(code).lstrip("-").isdigit() else None,
+        labels={k: str(v) for k, v in attrs.items()},
     )
 
 

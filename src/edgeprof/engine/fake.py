@@ -9,13 +9,21 @@ records every call, so a test can check that nothing was left behind.
 
 from __future__ import annotations
 
+import itertools
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeprof.engine.base import ContainerInfo, ContainerRequest, ExitInfo, Handle
+from edgeprof.engine.base import (
+    ContainerEvent,
+    ContainerInfo,
+    ContainerRequest,
+    ExitInfo,
+    Handle,
+)
 from edgeprof.errors import EngineError
 
 
@@ -36,6 +44,10 @@ class Script:
     cpu_per_s: float = 0.5
     """CPU seconds per second its stats stream reports."""
     stdout: str = "hello from the fake container\n"
+    restarts: int = 0
+    """Started again this many times after it exits (a restart policy), each time as a new
+    process that runs ``run_s`` again."""
+    restart_delay_s: float = 0.1
 
 
 @dataclass
@@ -50,12 +62,18 @@ class _Container:
     finished_ns: int | None = None
     removed: bool = False
     signals: list[str] = field(default_factory=list)
+    pid: int = 1
+    restarts_left: int = 0
+    restarting: bool = False
+    on_exit: Callable[[_Container], None] | None = None
 
     def finish(self, code: int, oom: bool = False) -> None:
         if not self.exited.is_set():
             self.exit_code, self.oom = code, oom
             self.finished_ns = time.time_ns()
             self.exited.set()
+            if self.on_exit is not None:
+                self.on_exit(self)
 
 
 class FakeEngine:
@@ -71,6 +89,9 @@ class FakeEngine:
         self._n = 0
         self._lock = threading.Lock()
         self.on_start: Callable[[ContainerRequest], None] | None = None
+        self._pids = itertools.count(100)
+        self.event_log: list[ContainerEvent] = []
+        self._subscribers: list[queue.SimpleQueue[ContainerEvent | None]] = []
 
     # -- engine protocol ---------------------------------------------------------------------
     def ping(self) -> None:
@@ -140,7 +161,7 @@ class FakeEngine:
 
     def inspect(self, ref: str) -> ContainerInfo | None:
         for c in self.containers.values():
-            if (c.id == ref or c.req.name == ref) and not c.removed:
+            if (c.id == ref or c.req.name == ref or c.id[:12] == ref) and not c.removed:
                 return self._info(c)
         return None
 
@@ -150,6 +171,35 @@ class FakeEngine:
             for c in self.containers.values()
             if not c.removed and all(c.req.labels.get(k) == v for k, v in labels.items())
         ]
+
+    def running_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        return [i for i in self.list_containers(labels) if i.running]
+
+    def handle_of(self, info: ContainerInfo) -> Handle:
+        return Handle(info.id, info.name, info.pid, None)
+
+    def events(self, since_ns: int | None) -> tuple[Iterator[ContainerEvent], Callable[[], None]]:
+        q: queue.SimpleQueue[ContainerEvent | None] = queue.SimpleQueue()
+        with self._lock:
+            for ev in self.event_log:
+                if since_ns is not None and ev.time_ns >= since_ns:
+                    q.put(ev)
+            self._subscribers.append(q)
+
+        def gen() -> Iterator[ContainerEvent]:
+            while True:
+                ev = q.get()
+                if ev is None:
+                    return
+                yield ev
+
+        def end() -> None:
+            with self._lock:
+                if q in self._subscribers:
+                    self._subscribers.remove(q)
+            q.put(None)
+
+        return gen(), end
 
     def stats_stream(
         self, container_id: str
@@ -175,6 +225,91 @@ class FakeEngine:
         return None
 
     # -- for tests ---------------------------------------------------------------------------
+    def _emit(self, action: str, c: _Container, code: int | None = None) -> None:
+        ev = ContainerEvent(action, c.id, c.req.name, time.time_ns(), code, dict(c.req.labels))
+        with self._lock:
+            self.event_log.append(ev)
+            subs = list(self._subscribers)
+        for q in subs:
+            q.put(ev)
+
+    def _launch(self, c: _Container) -> None:
+        """(Re)start ``c`` as a new process that runs its script."""
+        c.exited = threading.Event()
+        c.exit_code, c.oom, c.finished_ns = None, False, None
+        c.pid = next(self._pids)
+        c.restarting = False
+        c.started_ns = time.time_ns()
+        self._emit("start", c)
+        if c.script.run_s is not None:
+            t = threading.Timer(
+                c.script.run_s,
+                c.finish,
+                args=(137 if c.script.oom else c.script.exit_code, c.script.oom),
+            )
+            t.daemon = True
+            t.start()
+
+    def _exited(self, c: _Container) -> None:
+        again = c.restarts_left > 0 and not c.removed
+        if again:
+            c.restarts_left -= 1
+            c.restarting = True
+        self._emit("die", c, c.exit_code)
+        if again:
+            t = threading.Timer(c.script.restart_delay_s, self._relaunch, args=(c,))
+            t.daemon = True
+            t.start()
+
+    def _relaunch(self, c: _Container) -> None:
+        if not c.removed:
+            self._launch(c)
+
+    def run_detached(
+        self,
+        name: str,
+        script: Script | None = None,
+        labels: dict[str, str] | None = None,
+        image: str = "fake:latest",
+        cpus: float | None = None,
+    ) -> str:
+        """Somebody else starts a container (``docker run -d``); its id."""
+        with self._lock:
+            self._n += 1
+            cid = f"{self._n:064x}"
+        sc = script or Script(run_s=None)
+        req = ContainerRequest(
+            image=image, name=name, command=[], labels=dict(labels or {}), cpus=cpus
+        )
+        c = _Container(cid, req, sc, time.time_ns(), restarts_left=sc.restarts)
+        c.on_exit = self._exited
+        self.containers[cid] = c
+        self._launch(c)
+        return cid
+
+    def restart(self, ref: str) -> None:
+        """``docker restart``: the process ends (SIGTERM), a new one starts."""
+        c = self._find(ref)
+        c.restarts_left += 1  # this one comes back whatever its policy
+        c.finish(143)
+
+    def kill(self, ref: str, code: int = 137) -> None:
+        c = self._find(ref)
+        c.finish(code)
+
+    def remove_container(self, ref: str) -> None:
+        """``docker rm -f``: it dies (if running) and is gone."""
+        c = self._find(ref)
+        c.removed = True
+        c.finish(137)
+        self._emit("destroy", c)
+
+    def _find(self, ref: str) -> _Container:
+        for c in self.containers.values():
+            if c.id == ref or c.req.name == ref:
+                return c
+        raise KeyError(ref)
+
     def running(self) -> list[str]:
         """Names of containers not removed (what a run must never leave behind)."""
         return [c.req.name for c in self.containers.values() if not c.removed]
@@ -185,8 +320,10 @@ class FakeEngine:
             name=c.req.name,
             image=c.req.image,
             running=not c.exited.is_set(),
-            pid=0 if c.exited.is_set() else 1,
+            pid=0 if c.exited.is_set() else c.pid,
             labels=dict(c.req.labels),
             memory_limit=c.req.memory or 0,
+            nano_cpus=round((c.req.cpus or 0) * 1e9),
             started_ns=c.started_ns,
+            restarting=c.exited.is_set() and c.restarting and not c.removed,
         )
