@@ -21,7 +21,7 @@ unmount_under() {
 # may not start a system-wide service) and print the path then. Exit status 1 when there is
 # none and it cannot be installed.
 find_or_install() {
-    local script="$1" package="$2" override="${!3:-}" c
+    local script="$1" package="$2" var="$3" override="${!3:-}" c
     shift 3
     _find() {
         for c in "$override" "$@"; do
@@ -31,7 +31,7 @@ find_or_install() {
     }
     if _find "$@"; then return 0; fi
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "$script: no $package found; install Debian's '$package' package or set $3" >&2
+        echo "$script: no $package found; install Debian's '$package' package or set $var" >&2
         return 1
     fi
     echo "$script: installing Debian's $package (apt-get install $package)" >&2
