@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, cast
 
 from edgeprof import __version__
+from edgeprof.cgroups import cgroup_name
 from edgeprof.collect.base import CollectContext, Collector
 from edgeprof.collect.registry import (
     DEFAULT_GROUPS,
@@ -355,6 +356,8 @@ class _Attach:
         w.incarnation_ns = info.started_ns or 0
         w.exited_mono = None
         w.restarting = False
+        w.target.exit_code = None  # a new incarnation: the last one's exit is history
+        w.target.oom_killed = False
         handle = self.engine.handle_of(info)
         data = {
             "container_id": info.id,
@@ -411,6 +414,7 @@ class _Attach:
                     image=info.image,
                     limits=_limits(info),
                     labels=dict(info.labels),
+                    cgroup=cgroup_name(handle.cgroup),
                 )
             )
         )
@@ -483,6 +487,8 @@ class _Attach:
     def handle(self, ev: ContainerEvent) -> None:
         w = self.watched.get(ev.container_id)
         if ev.action == "start":
+            if w is None and not self.follow_new:
+                return  # somebody else's container: not even an inspect
             info = self.engine.inspect(ev.container_id)
             if info is None or not info.running:
                 return  # gone again already: its die/destroy events follow

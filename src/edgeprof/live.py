@@ -461,14 +461,16 @@ class LiveView:
                 what.append(f"cpus {_trim(info.limits['cpus'])}")
             if "memory_bytes" in info.limits:
                 what.append(f"memory {fmt_size(info.limits['memory_bytes'])}")
-            self._messages.append(f"{info.target}: started ({', '.join(what)})")
+            line = f"{info.target}: started ({', '.join(what)})"
+        self.print(line)  # above the table on a terminal, in the log otherwise
 
     def member_ended(self, target: str) -> None:
         with self._lock:
             m = self._member(target)
             m.ended = self._now()
             last = self.plain_line(self._row(m), name=False, state=False)
-            self._messages.append(f"{self._name(m)}: ended; last: {last}")
+            line = f"{self._name(m)}: ended; last: {last}"
+        self.print(line)
 
     # -- what callers may add ----------------------------------------------------------------
 
@@ -690,17 +692,23 @@ class LiveView:
         return self
 
     def stop(self) -> None:
+        """Stop drawing; the terminal's modes come back first, whatever happens after (a
+        second Ctrl-C while the threads end must not leave it without echo)."""
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=2)
-        self._threads.clear()
-        self._restore_tty()
-        if self._live is not None:
-            live, self._live = self._live, None
-            live.refresh()
-            live.stop()
-        elif self.plain:
-            self._flush_messages()
+        try:
+            self._restore_tty()
+        finally:
+            try:
+                if self._live is not None:
+                    live, self._live = self._live, None
+                    live.refresh()
+                    live.stop()
+                elif self.plain:
+                    self._flush_messages()
+            finally:
+                for t in self._threads:
+                    t.join(timeout=2)
+                self._threads.clear()
 
     def __enter__(self) -> LiveView:
         return self.start()

@@ -80,7 +80,7 @@ def parse_address(text: str) -> ListenAddress:
     hint = "write PORT (on 127.0.0.1), HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:9464"
     if not s:
         raise UserError(f"--prometheus needs an address; {hint}")
-    if s.isdigit():
+    if s.isascii() and s.isdigit():
         return ListenAddress("127.0.0.1", _port(s, text, hint))
     if s.startswith("["):
         host, sep, rest = s[1:].partition("]")
@@ -99,7 +99,7 @@ def parse_address(text: str) -> ListenAddress:
 
 
 def _port(p: str, text: str, hint: str) -> int:
-    if not p.isdigit() or int(p) > 65535:
+    if not (p.isascii() and p.isdigit()) or int(p) > 65535:  # "²" is a digit to isdigit()
         raise UserError(f"--prometheus {text!r}: {p!r} is not a port (0 to 65535); {hint}")
     return int(p)
 

@@ -105,7 +105,8 @@ def test_restart_policy_followed_until_the_last_exit(tmp_path: Path) -> None:
 
 def test_exit_in_the_first_tick_is_recorded(tmp_path: Path) -> None:
     engine = FakeEngine()
-    engine.run_detached("blink", Script(run_s=0.05, exit_code=0))
+    # alive when attach looks it up (a loaded machine is slow), gone within the first tick
+    engine.run_detached("blink", Script(run_s=0.5, exit_code=0))
     res = _attach(tmp_path, engine, "blink", interval_s=1.0)
     assert res.status == "completed"
     (t,) = res.targets
@@ -255,3 +256,24 @@ def test_cli_bad_duration_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert err.startswith("edgeprof: error: --duration '10y' is not a duration")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_label_without_value_takes_containers_already_running(tmp_path: Path) -> None:
+    """``--label team`` means any value: it must find the running ones, not only new ones."""
+    engine = FakeEngine()
+    engine.run_detached("a1", Script(run_s=None), labels={"team": "a"})
+    engine.run_detached("b1", Script(run_s=None), labels={"team": "b"})
+    engine.run_detached("x1", Script(run_s=None), labels={"other": "1"})
+    res = _attach(tmp_path, engine, label_filters={"team": ""}, duration_s=0.4)
+    assert sorted(t.name for t in res.targets) == ["a1", "b1"]
+    _untouched(engine)
+
+
+def test_a_restarted_container_does_not_keep_its_old_exit_code(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    cid = engine.run_detached("phoenix", Script(run_s=None))
+    _later((0.3, lambda: engine.restart(cid)))
+    res = _attach(tmp_path, engine, "phoenix", duration_s=1.2)
+    (t,) = res.targets
+    assert t.restarts == 1
+    assert (t.status, t.exit_code) == ("detached", None)

@@ -146,6 +146,7 @@ def main(ns: argparse.Namespace) -> int:
     if ns.metrics is not None:
         metrics = check_metrics([m.strip() for v in ns.metrics for m in v.split(",") if m.strip()])
     from edgeprof.prometheus import serve_prometheus
+    from edgeprof.signals import DeferSignals
 
     exporter = serve_prometheus(ns.prometheus)  # before anything: a busy port is exit 2
     sinks: list[Any] = [] if exporter is None else [exporter.sink]
@@ -190,11 +191,12 @@ def main(ns: argparse.Namespace) -> int:
         store.close()
         return 130
     finally:
-        if view is not None:
-            view.stop()
-        engine.close()
-        if exporter is not None:
-            exporter.close()
+        with DeferSignals():  # a second Ctrl-C waits until the terminal and port are back
+            if view is not None:
+                view.stop()
+            engine.close()
+            if exporter is not None:
+                exporter.close()
     s = summarize(store, result.run_id)
     store.close()
     if ns.json:

@@ -153,7 +153,10 @@ class LiveProgress(QuietProgress):
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.view.stop()
+        from edgeprof.signals import DeferSignals
+
+        with DeferSignals():  # a second Ctrl-C must not leave the terminal without echo
+            self.view.stop()
 
     def run_started(self, run_id: int, image: str, targets: list[TargetRun]) -> None:
         self.run_id = run_id

@@ -77,6 +77,7 @@ def main(ns: argparse.Namespace) -> int:
     from edgeprof.prometheus import serve_prometheus
     from edgeprof.report.terminal import print_summary
     from edgeprof.runner import RunSettings, run_profile
+    from edgeprof.signals import DeferSignals
     from edgeprof.spec import load_spec
     from edgeprof.store import absolute_url
 
@@ -107,9 +108,10 @@ def main(ns: argparse.Namespace) -> int:
         store.close()
         return 130
     finally:
-        engine.close()
-        if exporter is not None:
-            exporter.close()
+        with DeferSignals():
+            engine.close()
+            if exporter is not None:
+                exporter.close()
     s = summarize(store, result.run_id)
     store.close()
     if ns.json:

@@ -307,7 +307,8 @@ class DockerEngine:
     def running_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
         filters: dict[str, Any] = {"status": "running"}
         if labels:
-            filters["label"] = [f"{k}={v}" for k, v in labels.items()]
+            # KEY alone (value ""): any value — Docker reads "KEY=" as "an empty value"
+            filters["label"] = [k if v == "" else f"{k}={v}" for k, v in labels.items()]
         try:
             rows = self.client.api.containers(all=False, filters=filters)
             out = []
@@ -397,11 +398,22 @@ def _info(attrs: dict[str, Any]) -> ContainerInfo:
         pid=int(state.get("Pid") or 0),
         labels=dict(config.get("Labels") or {}),
         memory_limit=int(host.get("Memory") or 0),
-        nano_cpus=int(host.get("NanoCpus") or 0),
+        nano_cpus=_nano_cpus(host),
         started_ns=parse_rfc3339(str(state.get("StartedAt") or "")),
         restart_count=int(attrs.get("RestartCount") or 0),
         restarting=bool(state.get("Restarting")),
     )
+
+
+def _nano_cpus(host: dict[str, Any]) -> int:
+    """The CPU limit in billionths of a CPU: ``--cpus`` (NanoCpus), or the same limit set
+    as ``--cpu-quota``/``--cpu-period`` (period 100 ms when not given); 0 when unlimited."""
+    nano = int(host.get("NanoCpus") or 0)
+    if nano:
+        return nano
+    quota = int(host.get("CpuQuota") or 0)
+    period = int(host.get("CpuPeriod") or 0) or 100_000
+    return quota * 1_000_000_000 // period if quota > 0 else 0
 
 
 def _event(doc: dict[str, Any]) -> ContainerEvent | None:

@@ -169,7 +169,11 @@ class FakeEngine:
         return [
             self._info(c)
             for c in self.containers.values()
-            if not c.removed and all(c.req.labels.get(k) == v for k, v in labels.items())
+            if not c.removed
+            and all(
+                k in c.req.labels if v == "" else c.req.labels.get(k) == v
+                for k, v in labels.items()
+            )
         ]
 
     def running_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
