@@ -384,7 +384,6 @@ def test_single_repeat_bootstrap_and_one_sided_targets(tmp_path: Path, capsys: A
     assert rc == 1 and "no data in run 2" in out
 
 
-
 def test_quantiles_of_tied_values_keep_their_spread() -> None:
     """Two runs of the same two-valued process (a pid count: 2, and 3 five % of the time):
     the p95 sits on a tie and must not be called significant (the quantile shortcut for
