@@ -45,7 +45,7 @@ from edgeprof.collect.registry import (
     selected,
 )
 from edgeprof.engine.base import ContainerEvent, ContainerInfo, Engine, Handle
-from edgeprof.errors import CollectorUnavailable, UserError
+from edgeprof.errors import UserError
 from edgeprof.hostinfo import HostCaps, detect, host_details
 from edgeprof.model import Clock, Event, EventKind, TargetStatus, labels_of
 from edgeprof.owner import owner_info
@@ -56,7 +56,7 @@ from edgeprof.signals import DeferSignals, best_effort
 from edgeprof.sinks import MemberInfo, Sink, Tee
 from edgeprof.store.base import RunInfo, Store, TargetInfo
 from edgeprof.store.writer import BatchWriter
-from edgeprof.target import Notes
+from edgeprof.target import CollectorOpening, Notes
 
 SPEC_NAME = "attach"
 RESTART_WAIT_S = 2.0
@@ -169,7 +169,7 @@ class _Watched:
 _END = object()
 
 
-class _Attach:
+class _Attach(CollectorOpening):
     """The state of one attach run (see :func:`attach_profile`)."""
 
     def __init__(
@@ -219,16 +219,8 @@ class _Attach:
         if target is not None and kind in ("container_restarted", "container_removed", "exited"):
             best_effort(lambda: self.hooks.container_event(target, kind, message))
 
-    def unavailable(self, group: str, reason: str, target: str | None) -> None:
-        self.notes(
-            self.writer.event,
-            "collector_unavailable",
-            f"{group}: {reason}",
-            f"{group}: {reason}",
-            target,
-            group=group,
-            reason=reason,
-        )
+    def unavailable(self, group: str, reason: str, target: str | None = None) -> None:
+        super().unavailable(group, reason, target)
         if target is not None and (target, group) not in self.said:
             self.said.add((target, group))
             best_effort(lambda: self.hooks.note(target, f"{group}: {reason}"))
@@ -237,33 +229,7 @@ class _Attach:
         self.unavailable(c.group, f"failed while sampling: {type(e).__name__}: {e}", None)
 
     def open_groups(self, scope: str, env: GroupEnv, ctx: CollectContext) -> list[Collector]:
-        out: list[Collector] = []
-        for g in self.groups:
-            if g.scope != scope:
-                continue
-            try:
-                made = g.factory(env)
-            except CollectorUnavailable as e:
-                self.unavailable(g.name, str(e), ctx.target)
-                continue
-            for c in made:
-                try:
-                    c.open(ctx)
-                except CollectorUnavailable as e:
-                    self.unavailable(c.group, str(e), ctx.target)
-                    continue
-                if c.resolution_s and c.resolution_s > self.interval:
-                    self.notes(
-                        self.writer.event,
-                        "low_resolution",
-                        c.group,
-                        f"{c.group} metrics come from the engine's stats API: resolution is "
-                        f"{c.resolution_s:g} s, not {self.interval:g} s",
-                        ctx.target,
-                        resolution_s=c.resolution_s,
-                    )
-                out.append(c)
-        return out
+        return [c for g in self.groups if g.scope == scope for c in self.collectors(g, env, ctx)]
 
     def env(self, has_cgroup: bool, target: str | None) -> GroupEnv:
         def note(msg: str) -> None:

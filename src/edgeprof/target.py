@@ -93,30 +93,14 @@ class Notes:
         emit(Event(self.clock.now_ns(), kind, message, target, data))
 
 
-@dataclass
-class RunContext:
-    """What every target of one run shares."""
+class CollectorOpening:
+    """Opening collectors the same way for ``run`` and ``attach``: a group or collector
+    that cannot work here is recorded once as unavailable (with the reason), and one whose
+    data is coarser than the interval says so. Needs ``notes``, ``writer``, ``interval``."""
 
-    loaded: LoadedSpec
-    run_id: int
-    run_uid: str
-    owner: dict[str, Any]
-    image: str
-    groups: list[Group]
-    interval: float
-    store: Store
-    engine: Engine
-    clock: Clock
-    caps: HostCaps
-    opts: CollectOptions
-    hooks: RunHooks
     notes: Notes
     writer: BatchWriter
-    work_dir: str
-    attempted: set[int] = field(default_factory=set)
-    """Targets whose turn came (the rest were never run)."""
-    sinks: list[Sink] = field(default_factory=list)
-    """Consumers of every sample besides the store and the progress display."""
+    interval: float
 
     def unavailable(self, group: str, reason: str, target: str | None = None) -> None:
         self.notes(
@@ -155,6 +139,32 @@ class RunContext:
             self.unavailable(group.name, str(e), ctx.target)
             return []
         return [c for c in made if self.open(c, ctx)]
+
+
+@dataclass
+class RunContext(CollectorOpening):
+    """What every target of one run shares."""
+
+    loaded: LoadedSpec
+    run_id: int
+    run_uid: str
+    owner: dict[str, Any]
+    image: str
+    groups: list[Group]
+    interval: float
+    store: Store
+    engine: Engine
+    clock: Clock
+    caps: HostCaps
+    opts: CollectOptions
+    hooks: RunHooks
+    notes: Notes
+    writer: BatchWriter
+    work_dir: str
+    attempted: set[int] = field(default_factory=set)
+    """Targets whose turn came (the rest were never run)."""
+    sinks: list[Sink] = field(default_factory=list)
+    """Consumers of every sample besides the store and the progress display."""
 
 
 def run_target(run: RunContext, tr: TargetRun, target_id: int) -> TargetResult:

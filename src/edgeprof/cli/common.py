@@ -62,6 +62,24 @@ def add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="URL", help=DB_HELP)
 
 
+def add_live_options(p: argparse.ArgumentParser, while_: str, elsewhere: str) -> None:
+    """``-q/--quiet`` and ``--prometheus ADDR``, as ``run`` and ``attach`` share them."""
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no live display (on a terminal: a table of every container, 's' changes its "
+        f"sort; elsewhere: {elsewhere})",
+    )
+    p.add_argument(
+        "--prometheus",
+        metavar="ADDR",
+        help=f"while {while_}, serve current values at http://ADDR/metrics for Prometheus "
+        "(cAdvisor's and DCGM exporter's names): PORT (on 127.0.0.1), HOST, HOST:PORT or "
+        "[IPv6]:PORT (default port 9464); 0.0.0.0:PORT to listen on every interface",
+    )
+
+
 def positive_interval(text: str) -> float:
     from edgeprof.spec import MIN_INTERVAL_S
 

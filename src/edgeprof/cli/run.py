@@ -9,7 +9,13 @@ from typing import Any
 
 from edgeprof.cli.check import add_junit, check_junit_path
 from edgeprof.cli.check import report as report_budgets
-from edgeprof.cli.common import add_db, db_url, open_for_writing, positive_interval
+from edgeprof.cli.common import (
+    add_db,
+    add_live_options,
+    db_url,
+    open_for_writing,
+    positive_interval,
+)
 
 NAME = "run"
 STATS_SOURCES = ("auto", "cgroup", "engine-api")
@@ -51,20 +57,7 @@ def add(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of tables"
     )
-    p.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="no live display (on a terminal: a table of every container, 's' changes its "
-        "sort; elsewhere: a line per target)",
-    )
-    p.add_argument(
-        "--prometheus",
-        metavar="ADDR",
-        help="while running, serve current values at http://ADDR/metrics for Prometheus "
-        "(cAdvisor's and DCGM exporter's names): PORT (on 127.0.0.1), HOST, HOST:PORT or "
-        "[IPv6]:PORT (default port 9464); 0.0.0.0:PORT to listen on every interface",
-    )
+    add_live_options(p, "running", "a line per target")
     add_junit(p)
     p.set_defaults(func=main)
 
