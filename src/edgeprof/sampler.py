@@ -176,20 +176,23 @@ class Sampler:
             return out
         rates = self._rates
         history = self._history
+        new = tuple.__new__  # a Sample without NamedTuple's Python-level __new__
         derived: dict[tuple[str, Labels], Sample] = {}  # one rate per series and tick: the last
         for s in out:
-            r = rates.get(s.metric)
+            metric, labels, t, v = s
+            r = rates.get(metric)
             if r is None:
                 continue
-            key = (s.metric, s.labels)
+            key = (metric, labels)
             hist = history.get(key)
-            t, v = s.t_ns, s.value
             if hist is None:
                 hist = history[key] = deque()
-            elif hist and (t <= hist[-1][0] or (r.resets and v < hist[-1][1])):
-                if t <= hist[-1][0]:  # out of order (an app's own timestamps): no rate
+            elif hist:
+                t_last, v_last = hist[-1]
+                if t <= t_last:  # out of order (an app's own timestamps): no rate
                     continue
-                hist.clear()  # a reset: the counter started again from zero
+                if r.resets and v < v_last:
+                    hist.clear()  # a reset: the counter started again from zero
             hist.append((t, v))
             min_age = r.min_age_ns
             while len(hist) >= 3 and t - hist[1][0] >= min_age:
@@ -199,7 +202,7 @@ class Sampler:
                 rate = (v - v0) * 1e9 / (t - t0) * r.scale
                 if r.max is not None and rate > r.max:
                     rate = r.max
-                derived[key] = Sample(r.name, s.labels, t, rate)
+                derived[key] = new(Sample, (r.name, labels, t, rate))
         if derived:
             out.extend(derived.values())
         return out

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 
-_CHUNK = 65536
+CHUNK = 65536
+"""Bytes one ``pread`` asks for: every file the collectors read at each tick is smaller."""
 
 
 class KeptOpen:
@@ -35,18 +36,18 @@ class KeptOpen:
 
     def read_bytes(self) -> bytes:
         """The whole file (larger than 64 KiB too: ``cgroup.procs`` of a big container)."""
-        data = os.pread(self.fd, _CHUNK, 0)
-        if len(data) < _CHUNK:
+        data = os.pread(self.fd, CHUNK, 0)
+        if len(data) < CHUNK:
             return data
         chunks = [data]
-        while len(data) == _CHUNK:
-            data = os.pread(self.fd, _CHUNK, _CHUNK * len(chunks))
+        while len(data) == CHUNK:
+            data = os.pread(self.fd, CHUNK, CHUNK * len(chunks))
             chunks.append(data)
         return b"".join(chunks)
 
     def read(self) -> str:
         """The file as text (these files are ASCII; anything else is replaced)."""
-        return os.pread(self.fd, _CHUNK, 0).decode("ascii", "replace")
+        return os.pread(self.fd, CHUNK, 0).decode("ascii", "replace")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -6,9 +6,10 @@ lookups on the hot path. Parsers are pure functions of file text, tested on reco
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
-from edgeprof.collect._procfs import KeptOpen, close_all
+from edgeprof.collect._procfs import CHUNK, KeptOpen, close_all
 from edgeprof.collect.base import BaseCollector, CollectContext
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import Labels, MetricSpec, Sample
@@ -49,6 +50,29 @@ def pick_keyed(text: str, keys: Iterable[str]) -> dict[str, int]:
             out[k] = int(text[i + len(needle) : j if j >= 0 else len(text)])
         except ValueError:
             continue
+    return out
+
+
+def _needles(keys: Iterable[str]) -> tuple[bytes, ...]:
+    return tuple(k.encode("ascii") + b" " for k in keys)
+
+
+def _pick(data: bytes, needles: tuple[bytes, ...]) -> list[int | None]:
+    """:func:`pick_keyed` on the file's bytes: the value of each ``needle`` (``b"key "``) in
+    order, None where the key is missing or not an integer."""
+    out: list[int | None] = []
+    for needle in needles:
+        i = data.find(needle)
+        while i > 0 and data[i - 1] != 10:  # not at a line start: a longer key
+            i = data.find(needle, i + 1)
+        if i < 0:
+            out.append(None)
+            continue
+        j = data.find(b"\n", i)
+        try:
+            out.append(int(data[i + len(needle) : j if j >= 0 else len(data)]))
+        except ValueError:
+            out.append(None)
     return out
 
 
@@ -146,12 +170,19 @@ NET_METRICS = [
 ]
 
 
-# The keys the collector reads from each flat-keyed file (see ``pick_keyed``).
-_CPUSTAT_V1 = ("throttled_time",)
-_CPUSTAT_V2 = ("usage_usec", "throttled_usec")
-_MEMSTAT_V1 = ("total_inactive_file", "total_rss", "total_cache")
-_MEMSTAT_V2 = ("inactive_file", "anon", "file")
-_OOM = ("oom_kill",)
+# The keys the collector reads from each flat-keyed file (see ``pick_keyed``), as the
+# byte strings ``_pick`` looks for.
+_CPUSTAT_V1 = _needles(("throttled_time",))
+_CPUSTAT_V2 = _needles(("usage_usec", "throttled_usec"))
+_MEMSTAT_V1 = _needles(("total_inactive_file", "total_rss", "total_cache"))
+_MEMSTAT_V2 = _needles(("inactive_file", "anon", "file"))
+_OOM = _needles(("oom_kill",))
+_NO_IO_V1 = b"Total 0\n"
+"""``blkio.throttle.io_service_bytes`` of a cgroup that did no block I/O (the whole file)."""
+
+_new = tuple.__new__
+"""``_new(Sample, (metric, labels, t_ns, value))``: a Sample without the Python-level
+``NamedTuple.__new__`` call (the hot path creates ~10 per container and tick)."""
 
 
 class CgroupCollector(BaseCollector):
@@ -222,52 +253,66 @@ class CgroupCollector(BaseCollector):
             raise CollectorUnavailable(f"cgroup files of the container are not readable ({cg})")
 
     def sample(self, now_ns: int) -> list[Sample]:
+        # Files are read as bytes (``int()`` takes them as they are) and samples built with
+        # ``_new``: this runs for every container at every tick.
         out: list[Sample] = []
+        add = out.append
         lab = self._labels
         v1 = self._version == 1
+        pread = os.pread
         try:
-            if self.f_cpustat is not None:
-                st = pick_keyed(self.f_cpustat.read(), _CPUSTAT_V1 if v1 else _CPUSTAT_V2)
+            f = self.f_cpustat
+            if f is not None:
+                data = pread(f.fd, CHUNK, 0)
                 if v1:
-                    thr = st.get("throttled_time", 0) / 1e9
-                    out.append(Sample("cpu.throttled_seconds", lab, now_ns, thr))
+                    (thr_ns,) = _pick(data, _CPUSTAT_V1)
+                    add(_new(Sample, ("cpu.throttled_seconds", lab, now_ns, (thr_ns or 0) / 1e9)))
                 else:
-                    usage = st.get("usage_usec", 0) / 1e6
-                    out.append(Sample("cpu.usage_seconds", lab, now_ns, usage))
-                    thr = st.get("throttled_usec", 0) / 1e6
-                    out.append(Sample("cpu.throttled_seconds", lab, now_ns, thr))
-            if self.f_cpu is not None:
-                out.append(Sample("cpu.usage_seconds", lab, now_ns, int(self.f_cpu.read()) / 1e9))
-            if self.f_memusage is not None:
-                usage_b = int(self.f_memusage.read())
-                out.append(Sample("memory.usage_bytes", lab, now_ns, usage_b))
-                if self.f_memstat is not None:
-                    ms = pick_keyed(self.f_memstat.read(), _MEMSTAT_V1 if v1 else _MEMSTAT_V2)
-                    if v1:
-                        inactive = ms.get("total_inactive_file", 0)
-                        rss, cache = ms.get("total_rss", 0), ms.get("total_cache", 0)
-                    else:
-                        inactive = ms.get("inactive_file", 0)
-                        rss, cache = ms.get("anon", 0), ms.get("file", 0)
-                    ws = max(0, usage_b - inactive)
-                    out.append(Sample("memory.working_set_bytes", lab, now_ns, ws))
-                    out.append(Sample("memory.rss_bytes", lab, now_ns, rss))
-                    out.append(Sample("memory.cache_bytes", lab, now_ns, cache))
-            if self.f_memlimit is not None:
-                raw = self.f_memlimit.read().strip()
-                if raw != "max" and int(raw) < _V1_UNLIMITED:
-                    out.append(Sample("memory.limit_bytes", lab, now_ns, int(raw)))
-            if self.f_oom is not None:
-                kills = pick_keyed(self.f_oom.read(), _OOM).get("oom_kill")
+                    usage_us, thr_us = _pick(data, _CPUSTAT_V2)
+                    add(_new(Sample, ("cpu.usage_seconds", lab, now_ns, (usage_us or 0) / 1e6)))
+                    add(_new(Sample, ("cpu.throttled_seconds", lab, now_ns, (thr_us or 0) / 1e6)))
+            f = self.f_cpu
+            if f is not None:
+                usage = int(pread(f.fd, CHUNK, 0)) / 1e9
+                add(_new(Sample, ("cpu.usage_seconds", lab, now_ns, usage)))
+            f = self.f_memusage
+            if f is not None:
+                usage_b = int(pread(f.fd, CHUNK, 0))
+                add(_new(Sample, ("memory.usage_bytes", lab, now_ns, usage_b)))
+                f = self.f_memstat
+                if f is not None:
+                    inactive, rss, cache = _pick(
+                        pread(f.fd, CHUNK, 0), _MEMSTAT_V1 if v1 else _MEMSTAT_V2
+                    )
+                    ws = max(0, usage_b - (inactive or 0))
+                    add(_new(Sample, ("memory.working_set_bytes", lab, now_ns, ws)))
+                    add(_new(Sample, ("memory.rss_bytes", lab, now_ns, rss or 0)))
+                    add(_new(Sample, ("memory.cache_bytes", lab, now_ns, cache or 0)))
+            f = self.f_memlimit
+            if f is not None:
+                raw = pread(f.fd, CHUNK, 0).strip()
+                if raw != b"max":
+                    limit = int(raw)
+                    if limit < _V1_UNLIMITED:
+                        add(_new(Sample, ("memory.limit_bytes", lab, now_ns, limit)))
+            f = self.f_oom
+            if f is not None:
+                (kills,) = _pick(pread(f.fd, CHUNK, 0), _OOM)
                 if kills is not None:
-                    out.append(Sample("memory.oom_kills", lab, now_ns, kills))
-            if self.f_io is not None:
-                text = self.f_io.read()
-                r, w = parse_blkio_v1(text) if v1 else parse_io_stat_v2(text)
-                out.append(Sample("io.read_bytes", lab, now_ns, r))
-                out.append(Sample("io.write_bytes", lab, now_ns, w))
-            if self.f_pids is not None:
-                out.append(Sample("pids.count", lab, now_ns, int(self.f_pids.read())))
+                    add(_new(Sample, ("memory.oom_kills", lab, now_ns, kills)))
+            f = self.f_io
+            if f is not None:
+                data = pread(f.fd, CHUNK, 0)
+                if v1 and data == _NO_IO_V1:
+                    r = w = 0
+                else:
+                    text = data.decode("ascii", "replace")
+                    r, w = parse_blkio_v1(text) if v1 else parse_io_stat_v2(text)
+                add(_new(Sample, ("io.read_bytes", lab, now_ns, r)))
+                add(_new(Sample, ("io.write_bytes", lab, now_ns, w)))
+            f = self.f_pids
+            if f is not None:
+                add(_new(Sample, ("pids.count", lab, now_ns, int(pread(f.fd, CHUNK, 0)))))
         except (OSError, ValueError):
             # The cgroup went away (container exited) between ticks: keep what we have.
             pass
@@ -310,10 +355,10 @@ class NetCollector(BaseCollector):
             return []
         lab = self._labels
         return [
-            Sample("net.rx_bytes", lab, now_ns, rxb),
-            Sample("net.tx_bytes", lab, now_ns, txb),
-            Sample("net.rx_packets", lab, now_ns, rxp),
-            Sample("net.tx_packets", lab, now_ns, txp),
+            _new(Sample, ("net.rx_bytes", lab, now_ns, rxb)),
+            _new(Sample, ("net.tx_bytes", lab, now_ns, txb)),
+            _new(Sample, ("net.rx_packets", lab, now_ns, rxp)),
+            _new(Sample, ("net.tx_packets", lab, now_ns, txp)),
         ]
 
     def close(self) -> None:

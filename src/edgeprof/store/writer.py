@@ -18,9 +18,9 @@ to the run itself. Events go to the target they name, or to the run itself.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,7 +77,11 @@ class BatchWriter:
         self.store = store
         self.run_id = run_id
         self.flush_s = flush_s
-        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Everything goes through one queue, in order; only what must not wait for the next
+        # flush (a flush request, close) wakes the writer's thread: the sampler's batches do
+        # not, so the writer sleeps until its flush deadline (no wake-up per tick).
+        self._q: deque[Any] = deque()
+        self._wake = threading.Event()
         # the writer thread's own state:
         self._series: dict[tuple[str, Labels], _Series] = {}
         self._describe: dict[str, tuple[str, str]] = {}
@@ -90,30 +94,31 @@ class BatchWriter:
 
     # -- the Sink protocol (any thread) -----------------------------------------------------
     def describe(self, specs: Sequence[MetricSpec]) -> None:
-        self._q.put(_Control("describe", [(m.name, m.unit, m.kind) for m in specs]))
+        self._q.append(_Control("describe", [(m.name, m.unit, m.kind) for m in specs]))
 
     def write(self, batch: Sequence[Sample]) -> None:
-        self._q.put(batch)
+        self._q.append(batch)
 
     def event(self, ev: Event) -> None:
-        self._q.put(ev)
+        self._q.append(ev)
 
     # -- control (any thread; applied in order with the data) -------------------------------
     def add_target(self, name: str, target_id: int) -> None:
         """Samples labelled ``target=name`` and events of target ``name`` belong to it."""
-        self._q.put(_Control("target", name, target_id))
+        self._q.append(_Control("target", name, target_id))
 
     def set_default_target(self, target_id: int | None) -> None:
-        self._q.put(_Control("default", target_id))
+        self._q.append(_Control("default", target_id))
 
     def end_target(self, target_id: int) -> None:
         """The target's series get no more samples: write them as final chunks."""
-        self._q.put(_Control("end", target_id))
+        self._q.append(_Control("end", target_id))
 
     def flush(self, timeout: float = 30.0) -> None:
         """Write and commit everything queued so far; wait until done."""
         c = _Control("flush")
-        self._q.put(c)
+        self._q.append(c)
+        self._wake.set()
         c.done.wait(timeout)
 
     def written(self, target_id: int | None = None) -> int:
@@ -125,7 +130,8 @@ class BatchWriter:
     def close(self, timeout: float = 120.0) -> None:
         """Write everything still queued and stop; raises when writing failed (or did not
         finish within ``timeout`` seconds: a database that stopped answering)."""
-        self._q.put(None)
+        self._q.append(None)
+        self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             self.error = self.error or TimeoutError(f"still writing after {timeout:g} s")
@@ -136,14 +142,15 @@ class BatchWriter:
     def _gather(self, batch: Sequence[Sample], touched: set[_Series]) -> None:
         cache = self._series
         default = self._default
-        for s in batch:
-            key = (s.metric, s.labels)
+        add = touched.add
+        for metric, labels, t, v in batch:
+            key = (metric, labels)
             buf = cache.get(key)
             if buf is None:
                 buf = self._new_series(key, default)
-            buf.t.append(s.t_ns)
-            buf.v.append(s.value)
-            touched.add(buf)
+            buf.t.append(t)
+            buf.v.append(v)
+            add(buf)
 
     def _new_series(self, key: tuple[str, Labels], default: int | None) -> _Series:
         metric, labels = key
@@ -187,11 +194,14 @@ class BatchWriter:
 
     def _write_open(self, bufs: set[_Series]) -> None:
         rows = []
+        counts = self._written
+        open_row = chunks.open_row
         for b in bufs:
-            if len(b.t) > b.written:
-                rows.append(chunks.open_row(b.sid, b.t[b.written :], b.v[b.written :]))
-                self._count(b, len(b.t) - b.written)
-                b.written = len(b.t)
+            a, n = b.written, len(b.t)
+            if n > a:
+                rows.append(open_row(b.sid, b.t[a:] if a else b.t, b.v[a:] if a else b.v))
+                counts[b.tid] = counts.get(b.tid, 0) + n - a
+                b.written = n
                 b.has_open = True
         self.store.write_chunks(rows)
 
@@ -244,7 +254,8 @@ class BatchWriter:
             self.store.write_events(self.run_id, events)
 
     def _settle(self, touched: set[_Series]) -> None:
-        full = [b for b in touched if b.full()]
+        cap, span = chunks.CHUNK_SAMPLES, chunks.CHUNK_SPAN_NS  # _Series.full(), inlined
+        full = [b for b in touched if b.t and (len(b.t) >= cap or b.t[-1] - b.t[0] >= span)]
         if full:
             self._finalize(full)
         self._write_open(touched)
@@ -252,19 +263,21 @@ class BatchWriter:
     def _run(self) -> None:
         pending: list[Any] = []
         waiting: list[_Control] = []
+        q = self._q
+        wake = self._wake
         last = time.monotonic()
         done = False
         while not done:
-            try:
-                item = self._q.get(timeout=max(0.0, self.flush_s - (time.monotonic() - last)))
-                while item is not None:  # take everything already queued without waiting
-                    pending.append(item)
-                    if isinstance(item, _Control) and item.op == "flush":
-                        waiting.append(item)
-                    item = self._q.get_nowait()
-                done = True
-            except queue.Empty:
-                pass
+            wake.wait(max(0.0, self.flush_s - (time.monotonic() - last)))
+            wake.clear()  # before taking: what is queued after this is seen now or next time
+            while q:  # take everything already queued
+                item = q.popleft()
+                if item is None:
+                    done = True
+                    break
+                pending.append(item)
+                if isinstance(item, _Control) and item.op == "flush":
+                    waiting.append(item)
             if done or (pending and (waiting or time.monotonic() - last >= self.flush_s)):
                 if self.error is None:
                     try:
