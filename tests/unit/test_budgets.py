@@ -743,3 +743,23 @@ def test_a_share_of_time_needs_its_percent_sign() -> None:
         parse_expression(shares[0], "mean < 5")
     b = parse_expression(shares[0], "mean < 5%")
     assert b.threshold.in_unit(shares[0], "s/s") == pytest.approx(0.05)
+
+
+def test_check_of_a_run_still_running_says_so(tmp_path: Path) -> None:
+    """A CI job checking a run that is still going (or whose profiler died) must learn that
+    the verdicts use partial data."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = open_store(url)
+    rid = store.begin_run(RunInfo("s", "busybox", 1_700_000_000_000_000_000, 1.0))
+    tid = store.begin_target(
+        TargetInfo(rid, 0, "t", [], {"budgets": {"cpu.percent": ["mean < 80"]}})
+    )
+    w = BatchWriter(store, rid, tid)
+    w.describe([MetricSpec("cpu.percent", "%")])
+    w.write([Sample("cpu.percent", labels_of(target="t"), 1_700_000_000_000_000_000, 10.0)])
+    w.close()
+    store.close()
+    res = _cli("check", str(rid), "--db", url, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"run {rid} is still running" in res.stderr
+    assert "samples stored so far" in res.stderr
