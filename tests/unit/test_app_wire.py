@@ -127,3 +127,13 @@ def test_one_bad_line_does_not_spoil_the_others() -> None:
         "non_numeric"
     ]
     assert len(parse_datagram(b"x" * 65536, T)[1]) == 1  # at the limit: not oversized
+
+
+def test_a_datagram_led_by_a_brace_named_metric_parses_every_statsd_line() -> None:
+    """Found by the property test: the first line's name starts with "{", so the datagram
+    looked like JSON lines, and a later StatsD line whose name holds a quote was rejected."""
+    from edgeprof.collect.app.wire import parse_datagram
+
+    msgs, rejs = parse_datagram(b'{x:1|g\n":0.0|g\nfps:2|g', 1)
+    assert rejs == []
+    assert [(m.name, m.value) for m in msgs] == [("app.{x", 1.0), ('app."', 0.0), ("app.fps", 2.0)]

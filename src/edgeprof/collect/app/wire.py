@@ -173,8 +173,12 @@ def _parse(
             _parse_json_line(text, recv_ns, msgs, rejs, dialect)
         else:
             for line in text.split("\n"):
-                if line and not line.isspace():
+                if not line or line.isspace():
+                    continue
+                if line.lstrip()[:1] == "{":  # each line on its own: JSON, or StatsD
                     _parse_json_line(line, recv_ns, msgs, rejs, dialect)
+                else:  # a line not starting with "{" cannot be a JSON object
+                    parse_statsd_line(line.strip(), recv_ns, dialect, msgs, rejs)
     else:
         for line in text.split("\n") if "\n" in text else (text,):
             line = line.strip()
