@@ -40,19 +40,36 @@ def engine() -> str:
     return host
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Path of a headless-capable Chromium (scripts/chromium.sh installs Debian's if none).
-
-    Outside CI a machine without one (and no root to install it) skips the browser tests
-    with the reason; under CI=true that is a failure, so a missing install step shows."""
-    res = subprocess.run([str(ROOT / "scripts" / "chromium.sh")], capture_output=True, text=True)
+def _tool(script: str, what: str) -> str:
+    """Path of a program a test drives, from ``scripts/<script>`` (which installs Debian's
+    package when it is missing). Outside CI a machine without it (and no root to install
+    it) skips the test with the reason; under CI=true that is a failure, so a missing
+    install step shows."""
+    res = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True)
     if res.returncode != 0:
-        why = f"no Chromium for the report tests: {res.stderr.strip()[-500:]}"
+        why = f"no {what}: {res.stderr.strip()[-500:]}"
         if os.environ.get("CI"):
             raise RuntimeError(why)
         pytest.skip(why)
     return res.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless-capable Chromium, for the report tests."""
+    return _tool("chromium.sh", "Chromium for the report tests")
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    """A Prometheus server binary, for the scrape test."""
+    return _tool("prometheus.sh", "Prometheus server for the scrape test")
+
+
+@pytest.fixture(scope="session")
+def tmux() -> str:
+    """tmux, for the live-view test."""
+    return _tool("tmux.sh", "tmux for the live-view test")
 
 
 @pytest.fixture(scope="session")

@@ -162,7 +162,6 @@ class _Watched:
     """When its current process started (the engine's ``StartedAt``)."""
     exited_mono: float | None = None
     restarting: bool = False
-    attached_mono: float = field(default_factory=time.monotonic)
     observed_s: float = 0.0
 
 

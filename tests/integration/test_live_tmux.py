@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -53,24 +52,6 @@ def artifacts_dir() -> Path:
     d = Path(os.environ.get("EDGEPROF_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts")
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-
-def _tmux() -> str:
-    path = shutil.which("tmux")
-    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "tmux"],
-            capture_output=True,
-            timeout=300,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        path = shutil.which("tmux")
-    if path is None:
-        why = "tmux is not installed and could not be (apt-get install -y tmux)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return path
 
 
 class Pane:
@@ -133,8 +114,7 @@ class Pane:
         return self.capture(history=True)
 
 
-def test_live_view_in_an_80x24_terminal(engine: str, tmp_path: Path) -> None:
-    tmux = _tmux()
+def test_live_view_in_an_80x24_terminal(engine: str, tmux: str, tmp_path: Path) -> None:
     with Pane(tmux, engine, tmp_path, timeout=14) as pane:
         capture = pane.capture
         t0 = time.monotonic()
@@ -182,10 +162,11 @@ def test_live_view_in_an_80x24_terminal(engine: str, tmp_path: Path) -> None:
         assert re.search(r"^icanon echo\s*$", screen, re.M), screen
 
 
-def test_ctrl_c_stops_the_run_and_gives_the_terminal_back(engine: str, tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_run_and_gives_the_terminal_back(
+    engine: str, tmux: str, tmp_path: Path
+) -> None:
     """The view reads keys in cbreak mode with signals on: Ctrl-C still interrupts (exit
     130, the run stored as interrupted) and the terminal's modes are restored."""
-    tmux = _tmux()
     with Pane(tmux, engine, tmp_path, timeout=60) as pane:
         t0 = time.monotonic()
         while time.monotonic() - t0 < 40 and not any(

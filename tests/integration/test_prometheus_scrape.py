@@ -57,17 +57,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def prometheus_bin() -> str:
-    res = subprocess.run([str(ROOT / "scripts" / "prometheus.sh")], capture_output=True, text=True)
-    if res.returncode != 0:
-        why = f"no Prometheus server for the scrape test: {res.stderr.strip()[-500:]}"
-        if os.environ.get("CI"):
-            raise RuntimeError(why)
-        pytest.skip(why)
-    return res.stdout.strip().splitlines()[-1]
-
-
 class Prometheus:
     def __init__(self, binary: str, scrape_port: int) -> None:
         self.dir = tempfile.mkdtemp(prefix="edgeprof-prometheus-")

@@ -575,13 +575,18 @@ V1_SCHEMA = [
 ]
 
 
-def test_a_version_1_database_is_migrated_in_place_and_reads_back(tmp_path: Path) -> None:
-    db = tmp_path / "old.db"
+def _v1_database(db: Path) -> Path:
+    """A database as the first release wrote it (schema version 1)."""
     c = sqlite3.connect(db)
     for stmt in V1_SCHEMA:
         c.execute(stmt)
     c.commit()
     c.close()
+    return db
+
+
+def test_a_version_1_database_is_migrated_in_place_and_reads_back(tmp_path: Path) -> None:
+    db = _v1_database(tmp_path / "old.db")
     with pytest.raises(StoreError, match="edgeprof migrate"):
         open_store(f"sqlite:///{db}", readonly=True)  # reading never migrates
     store = open_store(f"sqlite:///{db}")
@@ -767,12 +772,7 @@ def test_a_100hz_run_takes_few_bytes_per_sample(tmp_path: Path) -> None:
 
 
 def test_an_interrupted_migration_leaves_the_old_database_as_it_was(tmp_path: Path) -> None:
-    db = tmp_path / "old.db"
-    c = sqlite3.connect(db)
-    for stmt in V1_SCHEMA:
-        c.execute(stmt)
-    c.commit()
-    c.close()
+    db = _v1_database(tmp_path / "old.db")
 
     def interrupt(done: int, total: int) -> None:
         raise KeyboardInterrupt  # Ctrl-C while the samples are converted

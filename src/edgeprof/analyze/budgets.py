@@ -760,10 +760,8 @@ def load_budget_file(path: str) -> BudgetsFor:
     or a whole profile spec (its budgets, and each target's over them, matched by name;
     the repeats ``base#n`` take ``base``'s). Problems are one :class:`SpecError` sentence
     with the file and line."""
-    import yaml
-
     from edgeprof.errors import SpecError
-    from edgeprof.spec.load import _data_loc, _loc_path, _node_line, parse_spec
+    from edgeprof.spec.load import _data_loc, _loc_path, _node_line, parse_spec, read_yaml
 
     try:
         with open(path, encoding="utf-8") as fh:
@@ -774,14 +772,7 @@ def load_budget_file(path: str) -> BudgetsFor:
         ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: cannot read the budgets file ({e})") from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"{where}: YAML syntax error: {problem}; fix the YAML syntax") from None
+    node, data = read_yaml(text, path)
     if isinstance(data, dict) and "profiling" in data:
         spec = parse_spec(text, path).spec
         common = spec.profiling.budgets

@@ -810,11 +810,6 @@ def _common_keys(repeats: list[dict[str, _Series]]) -> list[str]:
     return sorted(common)
 
 
-def all_metric_kinds(c: Comparison) -> dict[str, str]:
-    """metric key → gauge|counter over every compared target."""
-    return {k: m.kind for t in c.targets for k, m in t.metrics.items()}
-
-
 # -- --fail-on ---------------------------------------------------------------------------
 
 

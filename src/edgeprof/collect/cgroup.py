@@ -31,35 +31,15 @@ def parse_flat_keyed(text: str) -> dict[str, int]:
     return out
 
 
-def pick_keyed(text: str, keys: Iterable[str]) -> dict[str, int]:
-    """Like ``parse_flat_keyed(text)`` restricted to ``keys``, without parsing every line.
-
-    The sampler's hot path needs 2-3 keys of a 40-line ``memory.stat``; finding them with
-    ``str.find`` costs a fraction of building the whole dict.
-    """
-    out: dict[str, int] = {}
-    for k in keys:
-        needle = k + " "
-        i = text.find(needle)
-        while i > 0 and text[i - 1] != "\n":
-            i = text.find(needle, i + 1)
-        if i < 0:
-            continue
-        j = text.find("\n", i)
-        try:
-            out[k] = int(text[i + len(needle) : j if j >= 0 else len(text)])
-        except ValueError:
-            continue
-    return out
-
-
 def _needles(keys: Iterable[str]) -> tuple[bytes, ...]:
     return tuple(k.encode("ascii") + b" " for k in keys)
 
 
 def _pick(data: bytes, needles: tuple[bytes, ...]) -> list[int | None]:
-    """:func:`pick_keyed` on the file's bytes: the value of each ``needle`` (``b"key "``) in
-    order, None where the key is missing or not an integer."""
+    """A few keys of a flat-keyed file (``memory.stat``: 40 lines, 2–3 wanted), found with
+    ``bytes.find`` rather than parsing every line as :func:`parse_flat_keyed` does: the
+    value of each ``needle`` (``b"key "``) in order, None where the key is missing or not an
+    integer."""
     out: list[int | None] = []
     for needle in needles:
         i = data.find(needle)
@@ -170,8 +150,8 @@ NET_METRICS = [
 ]
 
 
-# The keys the collector reads from each flat-keyed file (see ``pick_keyed``), as the
-# byte strings ``_pick`` looks for.
+# The keys the collector reads from each flat-keyed file, as the byte strings ``_pick``
+# looks for.
 _CPUSTAT_V1 = _needles(("throttled_time",))
 _CPUSTAT_V2 = _needles(("usage_usec", "throttled_usec"))
 _MEMSTAT_V1 = _needles(("total_inactive_file", "total_rss", "total_cache"))

@@ -37,15 +37,20 @@ def load_spec(path: str | Path) -> LoadedSpec:
     return parse_spec(text, str(p))
 
 
-def parse_spec(text: str, source: str = "<spec>") -> LoadedSpec:
+def read_yaml(text: str, source: str) -> tuple[Any, Any]:
+    """The YAML node tree (for line numbers) and the data; a syntax error is one
+    :class:`SpecError` sentence with the file and line."""
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        return yaml.compose(text), yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(f"{where}: YAML syntax error: {problem}; fix the YAML syntax") from None
+
+
+def parse_spec(text: str, source: str = "<spec>") -> LoadedSpec:
+    node, data = read_yaml(text, source)
     if not isinstance(data, dict):
         raise SpecError(
             f"{source}: a profile spec must be a YAML mapping with a 'profiling:' section"
