@@ -32,6 +32,7 @@ IMAGE=edgeprof-test/busybox:latest
 # shellcheck source=scripts/lib.sh
 . "$SCRIPT_DIR/lib.sh"
 
+START_TIMEOUT="${EDGEPROF_PODMAN_START_TIMEOUT:-120}"
 log() { echo "podman.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -114,6 +115,8 @@ cmd_start() {
             log "podman service (pid $pid) is running but not answering yet; waiting"
         else
             rm -f "$SOCK" "$DIR/podman.pid"
+            # a fresh log per start, so a failure shows this start's lines, not old ones
+            [ -f "$DIR/podman.log" ] && mv -f "$DIR/podman.log" "$DIR/podman.log.1"
             log "starting podman system service (log: $DIR/podman.log)"
             # setsid + nohup: the service outlives this script and its terminal; started from
             # its own folder, so it never holds the caller's directory (e.g. a CI clone later removed)
@@ -125,7 +128,8 @@ cmd_start() {
                 >>"$DIR/podman.log" 2>&1 </dev/null) &
             echo $! >"$DIR/podman.pid"
         fi
-        for i in $(seq 1 30); do
+        # a loaded machine (a CI run) has taken over 30 s to bring the service up
+        for i in $(seq 1 "$START_TIMEOUT"); do
             answers && break
             if ! our_pid >/dev/null; then
                 log "podman service exited; log tail:"
@@ -134,7 +138,7 @@ cmd_start() {
             fi
             sleep 1
         done
-        answers || { log "podman service did not answer within 30 s; log tail:";
+        answers || { log "podman service did not answer within $START_TIMEOUT s; log tail:";
                      tail -n 30 "$DIR/podman.log" >&2 || true; exit 1; }
         log "podman service ready after ${i}s"
     fi

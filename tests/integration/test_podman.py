@@ -44,7 +44,9 @@ def podman_host() -> str:
     )
     if res.returncode != 0:
         # Podman is expected to work here: a failure is a failure, not a skip.
-        pytest.fail(f"scripts/podman.sh start failed:\n{res.stderr[-3000:]}")
+        err = res.stderr
+        shown = err if len(err) <= 4000 else f"{err[:1500]}\n…\n{err[-2500:]}"  # cause + tail
+        pytest.fail(f"scripts/podman.sh start failed:\n{shown}")
     line = res.stdout.strip().splitlines()[-1]
     assert line.startswith("export EDGEPROF_PODMAN_HOST="), res.stdout
     return line.split("=", 1)[1].strip().strip("'\"")
