@@ -128,10 +128,13 @@ cmd_start() {
                 >>"$DIR/podman.log" 2>&1 </dev/null) &
             echo $! >"$DIR/podman.pid"
         fi
+        # the pid to watch: until the subshell has exec'd podman its command line is still
+        # this script's, so our_pid (which checks the command line) would call it gone
+        pid="$(cat "$DIR/podman.pid")"
         # a loaded machine (a CI run) has taken over 30 s to bring the service up
         for i in $(seq 1 "$START_TIMEOUT"); do
             answers && break
-            if ! our_pid >/dev/null; then
+            if ! kill -0 "$pid" 2>/dev/null; then
                 log "podman service exited; log tail:"
                 tail -n 30 "$DIR/podman.log" >&2 || true
                 exit 1
