@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+from collections import Counter
 from types import SimpleNamespace
 
 MIB = 1024 * 1024
@@ -38,6 +40,7 @@ class StandInNvml:
 
     def __init__(self, samples_supported: bool = True) -> None:
         self.inited = 0
+        self.calls: Counter[str] = Counter()
         self.samples_supported = samples_supported
         # driver sample buffer: (timestamp µs, utilisation %)
         self.util_samples = [(1_700_000_000_000_000, 10), (1_700_000_000_166_000, 40)]
@@ -63,7 +66,8 @@ class StandInNvml:
         return 1
 
     def nvmlDeviceGetHandleByIndex(self, i):  # noqa: N802
-        return ("handle", i)
+        # like pynvml's handles (ctypes pointers, LP_struct_c_nvmlDevice_t): not hashable
+        return ctypes.pointer(ctypes.c_int(i))
 
     def nvmlDeviceGetName(self, h):  # noqa: N802
         return "Tesla T4"
@@ -78,6 +82,7 @@ class StandInNvml:
         return 12000
 
     def nvmlDeviceGetSamples(self, h, kind, last_seen):  # noqa: N802
+        self.calls["nvmlDeviceGetSamples"] += 1
         if not self.samples_supported:
             raise NVMLError_NotSupported()
         vals = [

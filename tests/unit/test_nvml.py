@@ -10,7 +10,12 @@ from nvml_stand_in import StandInNvml
 from edgeprof.cgroups import CgroupPaths
 from edgeprof.collect.base import CollectContext
 from edgeprof.collect.gpu import gpu_host_details
-from edgeprof.collect.gpu.nvml import Nvml, NvmlProcessCollector, NvmlSummaryCollector
+from edgeprof.collect.gpu.nvml import (
+    BUFFER_READ_INTERVAL_NS,
+    Nvml,
+    NvmlProcessCollector,
+    NvmlSummaryCollector,
+)
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.model import labels_of
 
@@ -53,9 +58,16 @@ def test_summary_with_driver_samples():
     assert one["gpu.memory_utilization_percent"] == 18
     assert "gpu.encoder_utilization_percent" not in one  # NotSupported → missing
     assert "gpu.decoder_utilization_percent" not in one  # other NVML error → missing
-    # nothing new in the buffer: fall back to the polled rate
-    again = by(c.sample(6), "gpu.utilization_percent")
-    assert [(s.t_ns, s.value) for s in again] == [(6, 37.0)]
+    # the buffer is read at most once a second (each read costs ~2 ms on real GPUs): a tick
+    # in between has no utilisation, and the driver is not asked
+    calls = nv.calls["nvmlDeviceGetSamples"]
+    assert by(c.sample(6), "gpu.utilization_percent") == []
+    assert nv.calls["nvmlDeviceGetSamples"] == calls
+    # nothing new in the buffer a second later: fall back to the polled rate
+    t = 5 + BUFFER_READ_INTERVAL_NS
+    again = by(c.sample(t), "gpu.utilization_percent")
+    assert [(s.t_ns, s.value) for s in again] == [(t, 37.0)]
+    assert nv.calls["nvmlDeviceGetSamples"] == calls + 1
     assert {m.name for m in c.metrics()} >= {s.metric for s in out}
     c.close()
     assert nv.inited == 0
@@ -104,19 +116,20 @@ def test_process_collector_matches_container(tmp_path):
     out = c.sample(1000)
     mem = {dict(s.labels)["pid"]: s.value for s in by(out, "gpu.process.memory_used_bytes")}
     assert mem == {"4242": 1536 * MIB}  # 4300 has no memory figure, 999 is foreign
-    sm = {
-        dict(s.labels)["pid"]: (s.t_ns, s.value)
+    sm = [
+        (dict(s.labels)["pid"], s.t_ns, s.value)
         for s in by(out, "gpu.process.sm_utilization_percent")
-    }
-    assert sm == {
-        "4242": (1_700_000_000_200_000_000, 61.0),
-        "4300": (1_700_000_000_200_000_000, 3.0),
-    }
+    ]
+    assert sm == [  # every driver sample of our processes, each at its own time
+        ("4242", 1_700_000_000_100_000_000, 55.0),
+        ("4242", 1_700_000_000_200_000_000, 61.0),
+        ("4300", 1_700_000_000_200_000_000, 3.0),
+    ]
     (total,) = by(out, "gpu.container.memory_used_bytes")
     assert total.value == 1536 * MIB
     assert dict(total.labels) == {"target": "t1", "gpu": "0"}
     # the utilisation window moved on: no new per-process samples the second time
-    assert by(c.sample(2000), "gpu.process.sm_utilization_percent") == []
+    assert by(c.sample(1000 + BUFFER_READ_INTERVAL_NS), "gpu.process.sm_utilization_percent") == []
     c.close()
 
 

@@ -6,7 +6,9 @@ missing value (``None``), never an exception. The module is injectable
 
 from __future__ import annotations
 
+import ctypes
 import logging
+from collections.abc import Hashable
 from typing import Any
 
 from edgeprof.errors import CollectorUnavailable
@@ -63,7 +65,7 @@ class Nvml:
 
     def call(self, name: str, *args: Any) -> Any:
         """Call ``nvml<name>``; None when unsupported or failing (remembered per handle)."""
-        key = (name, args[0] if args else None)
+        key = (name, handle_key(args[0]) if args else None)
         if key in self._unsupported:
             return None
         fn = getattr(self.mod, name, None)
@@ -81,6 +83,20 @@ class Nvml:
 
     def const(self, name: str, default: int) -> int:
         return int(getattr(self.mod, name, default))
+
+
+def handle_key(obj: Any) -> Hashable:
+    """A hashable key for an NVML argument. pynvml's device handles are ctypes pointers,
+    which cannot be hashed: they are keyed by the address they hold (stable for the device)."""
+    try:
+        hash(obj)
+        return obj
+    except TypeError:
+        pass
+    try:
+        return ("ptr", ctypes.cast(obj, ctypes.c_void_p).value)
+    except (TypeError, ctypes.ArgumentError):
+        return ("id", id(obj))
 
 
 def describe(e: BaseException) -> str:
