@@ -415,3 +415,406 @@ def test_spec_error_is_a_user_error() -> None:
 def test_other_invalid_values(tmp_path: Path, snippet: str, key: str, line: int) -> None:
     msg, p = _error(tmp_path, f"name: a\nprofiling:\n  {snippet}\n")
     _assert_where(msg, p, line, key)
+
+
+# -- services, scenarios, matrix: models and their errors ------------------------------------
+
+SERVICES_YAML = """\
+name: objcounter
+profiling:
+  services:
+    - name: playback
+      image: waggle/playback-server:0.1
+      args: [--port, 8090]
+      env: [MODE=loop]
+      volumes: [/videos:/videos:ro]
+      ready: {http: {port: 8090, path: /bottom/image.jpg}}
+      start_timeout: 30
+    - name: broker
+      image: eclipse-mosquitto:2
+      scope: run
+      profile: true
+      ready: {tcp: 1883}
+    - {name: logs, image: x, ready: {log: "listening on .*"}}
+    - {name: health, image: x, ready: {healthcheck: true}}
+  data_config: {bottom_camera: "http://playback:8090/bottom/live.mp4"}
+  scenarios:
+    - {name: both, together: [gpu, cpu]}
+  targets:
+    - name: gpu
+    - name: cpu
+"""
+
+
+def test_services_scenarios_and_data_config_load() -> None:
+    prof = parse_spec(SERVICES_YAML).spec.profiling
+    play, broker, logs, health = prof.services
+    assert (play.name, play.image, play.argv(), play.env) == (
+        "playback",
+        "waggle/playback-server:0.1",
+        ["--port", "8090"],
+        {"MODE": "loop"},
+    )
+    assert play.volumes == ["/videos:/videos:ro"]
+    assert (play.start_timeout, play.profile, play.scope) == (30, False, "target")
+    assert play.ready is not None and play.ready.http is not None
+    assert (play.ready.kind, play.ready.http.port, play.ready.http.path) == (
+        "http",
+        8090,
+        "/bottom/image.jpg",
+    )
+    assert (broker.scope, broker.profile, broker.start_timeout) == ("run", True, 60)
+    assert broker.ready is not None and (broker.ready.kind, broker.ready.tcp) == ("tcp", 1883)
+    assert logs.ready is not None and (logs.ready.kind, logs.ready.log) == (
+        "log",
+        "listening on .*",
+    )
+    assert health.ready is not None and health.ready.kind == "healthcheck"
+    assert prof.data_config == {"bottom_camera": "http://playback:8090/bottom/live.mp4"}
+    assert [(s.name, s.together) for s in prof.scenarios] == [("both", ["gpu", "cpu"])]
+    # defaults: no services, no data_config, no scenarios, ready once running
+    bare = parse_spec("name: a\nprofiling:\n  services: [{name: s, image: x}]\n  targets: [{}]\n")
+    assert bare.spec.profiling.services[0].ready is None
+    assert bare.spec.profiling.scenarios == [] and bare.spec.profiling.data_config is None
+
+
+def test_service_name_is_a_hostname_label_in_any_case() -> None:
+    for name in ("playback", "Play-Back-2", "a", "x" * 63, "9lives"):
+        spec = parse_spec(
+            f"name: a\nprofiling:\n  services: [{{name: {name}, image: x}}]\n  targets: [{{}}]\n"
+        ).spec
+        assert spec.profiling.services[0].name == name
+
+
+SVC = "name: a\nprofiling:\n  targets: [{name: gpu}, {name: cpu}]\n  services:\n    - name: playback\n      image: x\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "key", "words"),
+    [
+        ("      ready: {tcp: 70000}\n", 7, "profiling.services[0].ready.tcp", ["70000", "1-65535"]),
+        ("      ready: {tcp: 0}\n", 7, "profiling.services[0].ready.tcp", ["port 0", "1-65535"]),
+        (
+            "      ready: {http: {port: 65536}}\n",
+            7,
+            "profiling.services[0].ready.http.port",
+            ["65536", "1-65535"],
+        ),
+        (
+            "      ready: {tcp: web}\n",
+            7,
+            "profiling.services[0].ready.tcp",
+            ["'web'", "1 and 65535"],
+        ),
+        (
+            "      ready: {}\n",
+            7,
+            "profiling.services[0].ready",
+            ["needs one kind: tcp, http, log or healthcheck"],
+        ),
+        (
+            "      ready: {tcp: 80, http: {port: 80}}\n",
+            7,
+            "profiling.services[0].ready",
+            ["tcp and http are both set", "keep one"],
+        ),
+        (
+            "      ready: {log: 'up ('}\n",
+            7,
+            "profiling.services[0].ready.log",
+            ["'up ('", "regular expression"],
+        ),
+        (
+            "      ready: {healthcheck: false}\n",
+            7,
+            "profiling.services[0].ready.healthcheck",
+            ["healthcheck: true"],
+        ),
+        (
+            "      ready: {http: {port: 80, path: image.jpg}}\n",
+            7,
+            "profiling.services[0].ready.http.path",
+            ["'image.jpg'", "start with '/'"],
+        ),
+        ("      ready: {udp: 80}\n", 7, "profiling.services[0].ready.udp", ["spelling"]),
+        ("      start_timeout: 0\n", 7, "profiling.services[0].start_timeout", []),
+        ("      scope: always\n", 7, "profiling.services[0].scope", []),
+        ("      volumes: [/nocolon]\n", 7, "profiling.services[0].volumes", ["HOST_PATH"]),
+        (
+            "    - {name: PlayBack, image: y}\n",
+            7,
+            "profiling.services[1].name",
+            ["'PlayBack'", "used twice", "profiling.services", "unique"],
+        ),
+        (
+            "    - {name: playback, image: y, scope: run}\n",
+            7,
+            "profiling.services[1].name",
+            ["used twice"],
+        ),
+    ],
+)
+def test_bad_service(tmp_path: Path, extra: str, line: int, key: str, words: list[str]) -> None:
+    msg, p = _error(tmp_path, SVC + extra)
+    _assert_where(msg, p, line, key)
+    for w in words:
+        assert w in msg, msg
+
+
+@pytest.mark.parametrize("name", ["play_back", "-play", "play-", "play.back", "x" * 64, "på"])
+def test_service_name_not_a_hostname(tmp_path: Path, name: str) -> None:
+    msg, p = _error(
+        tmp_path,
+        f"name: a\nprofiling:\n  targets: [{{}}]\n  services:\n    - name: '{name}'\n      image: x\n",
+    )
+    _assert_where(msg, p, 5, "profiling.services[0].name")
+    assert f"{name!r}" in msg and "not a valid hostname" in msg
+
+
+def test_target_service_with_run_scope(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: a
+        profiling:
+          targets:
+            - name: gpu
+              services:
+                - name: playback
+                  image: x
+                  scope: run
+        """,
+    )
+    _assert_where(msg, p, 8, "profiling.targets[0].services[0].scope")
+    assert "run scope belongs on profiling.services" in msg
+
+
+def test_two_services_of_one_name_on_a_target(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: a
+        profiling:
+          targets:
+            - name: gpu
+              services:
+                - {name: playback, image: x}
+                - {name: playback, image: y}
+        """,
+    )
+    _assert_where(msg, p, 7, "profiling.targets[0].services[1].name")
+    assert "used twice" in msg
+
+
+def test_target_service_named_like_a_run_scope_service(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: a
+        profiling:
+          services: [{name: broker, image: x, scope: run}]
+          targets:
+            - name: gpu
+              services: [{name: broker, image: y}]
+        """,
+    )
+    _assert_where(msg, p, 6, "profiling.targets[0].services[0].name")
+    assert "'broker'" in msg and "run-scope" in msg and "rename one" in msg
+
+
+@pytest.mark.parametrize("network", ["host", "none", "bridge"])
+def test_services_with_a_network_of_their_own(tmp_path: Path, network: str) -> None:
+    # on the spec's run: every target with services is hit; the first one is named
+    msg, p = _error(
+        tmp_path,
+        f"name: a\nrun: {{network: {network}}}\nprofiling:\n"
+        "  services: [{name: playback, image: x}]\n  targets: [{name: gpu}]\n",
+    )
+    _assert_where(msg, p, 2, "run.network")
+    assert f"network {network!r}" in msg and "'gpu'" in msg and "remove run.network" in msg
+    # on the target itself, with the target's own service
+    msg, p = _error(
+        tmp_path,
+        f"""\
+        name: a
+        profiling:
+          targets:
+            - name: cpu
+            - name: gpu
+              services: [{{name: playback, image: x}}]
+              run:
+                network: {network}
+        """,
+    )
+    _assert_where(msg, p, 8, "profiling.targets[1].run.network")
+    assert "remove profiling.targets[1].run.network" in msg
+
+
+def test_network_is_fine_without_services_and_a_target_may_reset_it() -> None:
+    assert parse_spec("name: a\nrun: {network: host}\nprofiling:\n  targets: [{}]\n").spec
+    # a target that sets network back to null (docker's default) may have services
+    spec = parse_spec(
+        "name: a\nrun: {network: host}\nprofiling:\n  targets:\n"
+        "    - {services: [{name: s, image: x}], run: {network: null}}\n"
+    ).spec
+    assert spec.profiling.targets[0].run is not None
+
+
+def test_data_config_needs_urls(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        "name: a\nprofiling:\n  targets:\n    - data_config: {top: ' '}\n",
+    )
+    _assert_where(msg, p, 4, "profiling.targets[0].data_config.top")
+    assert "'top' has no URL" in msg
+    msg, p = _error(tmp_path, "name: a\nprofiling:\n  data_config: [a]\n  targets: [{}]\n")
+    _assert_where(msg, p, 3, "profiling.data_config")
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+SCEN = "name: a\nprofiling:\n  targets:\n    - name: gpu\n      matrix: {cpus: [0.5, 1]}\n    - name: cpu\n  scenarios:\n"
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "words"),
+    [
+        (
+            "    - {name: both, together: [gpu-1, cpux]}\n",
+            "profiling.scenarios[0].together[1]",
+            ["'cpux'", "'both'", "gpu-0.5, gpu-1, cpu"],
+        ),
+        (
+            "    - {name: both, together: [gpu, cpu]}\n",
+            "profiling.scenarios[0].together[0]",
+            ["'gpu'", "expanded by its matrix", "gpu-0.5, gpu-1"],
+        ),
+        (
+            "    - {name: both, together: [cpu#1, gpu-1]}\n",
+            "profiling.scenarios[0].together[0]",
+            ["'cpu#1'"],
+        ),
+        (
+            "    - {name: both, together: [cpu, cpu]}\n",
+            "profiling.scenarios[0].together[1]",
+            ["'cpu' twice"],
+        ),
+        (
+            "    - {name: both, together: [cpu]}\n",
+            "profiling.scenarios[0].together",
+            ["at least two"],
+        ),
+        ("    - {name: both}\n", "profiling.scenarios[0].together", ["missing"]),
+        (
+            "    - {name: 'a/b', together: [cpu, gpu-1]}\n",
+            "profiling.scenarios[0].name",
+            ["'a/b'"],
+        ),
+        (
+            "    - {name: x, together: [cpu, gpu-1]}\n    - {name: x, together: [gpu-0.5, cpu]}\n",
+            "profiling.scenarios[1].name",
+            ["'x' is used twice"],
+        ),
+    ],
+)
+def test_bad_scenario(tmp_path: Path, entry: str, key: str, words: list[str]) -> None:
+    msg, p = _error(tmp_path, SCEN + entry)
+    line = 9 if "[1]" in key.split(".")[1] else 8
+    _assert_where(msg, p, line, key)
+    for w in words:
+        assert w in msg, msg
+
+
+# -- matrix ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("matrix", "key", "words"),
+    [
+        (
+            "{cpu: [1, 2]}",
+            "profiling.targets[0].matrix.cpu",
+            ["unknown matrix key 'cpu'", "env.NAME"],
+        ),
+        ("{timeout: [1, 2]}", "profiling.targets[0].matrix.timeout", ["unknown matrix key"]),
+        ("{env.: [1]}", "profiling.targets[0].matrix.env.", ["unknown matrix key"]),
+        ("{cpus: 1}", "profiling.targets[0].matrix.cpus", ["needs a list"]),
+        ("{cpus: []}", "profiling.targets[0].matrix.cpus", ["needs a list"]),
+        ("{}", "profiling.targets[0].matrix", ["empty"]),
+        ("[cpus]", "profiling.targets[0].matrix", ["map keys to lists"]),
+        ("{cpus: [1, -1]}", "profiling.targets[0].matrix.cpus[1]", ["-1", "cpus"]),
+        ("{memory: [1g, lots]}", "profiling.targets[0].matrix.memory[1]", ["'lots'", "size"]),
+        ("{args: ['ok', \"'open\"]}", "profiling.targets[0].matrix.args[1]", ["shell line"]),
+        ("{args: [{a: 1}]}", "profiling.targets[0].matrix.args[0]", ["shell line or a list"]),
+        ("{env.MODE: [[1]]}", "profiling.targets[0].matrix.env.MODE[0]", ["single value"]),
+        (
+            "{env.A: ['x y', 'x-y']}",
+            "profiling.targets[0].matrix",
+            ["names two targets 't-x-y'", "differ"],
+        ),
+        (
+            "{args: ['--n 1', '--n=1']}",
+            "profiling.targets[0].matrix",
+            ["names two targets 't-n-1'"],
+        ),
+    ],
+)
+def test_bad_matrix(tmp_path: Path, matrix: str, key: str, words: list[str]) -> None:
+    msg, p = _error(
+        tmp_path, f"name: a\nprofiling:\n  targets:\n    - name: t\n      matrix: {matrix}\n"
+    )
+    _assert_where(msg, p, 5, key)
+    for w in words:
+        assert w in msg, msg
+
+
+def test_matrix_checks_every_combination_with_the_target(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: a
+        profiling:
+          targets:
+            - name: t
+              resources: {memory: 256m, memory_swap: 512m}
+              matrix:
+                memory: [256m, 1g]
+        """,
+    )
+    _assert_where(msg, p, 7, "profiling.targets[0].matrix.memory[1]")
+    assert "'1g'" in msg and "memory_swap" in msg
+
+
+def test_matrix_too_large(tmp_path: Path) -> None:
+    values = list(range(1, 33))
+    msg, p = _error(
+        tmp_path,
+        f"name: a\nprofiling:\n  targets:\n    - matrix: {{cpu_shares: {[v + 1 for v in values]}, env.N: {values}}}\n",
+    )
+    _assert_where(msg, p, 4, "profiling.targets[0].matrix")
+    assert "1024 targets" in msg and "1000" in msg
+
+
+def test_target_name_used_twice_after_matrix_expansion(tmp_path: Path) -> None:
+    msg, p = _error(
+        tmp_path,
+        """\
+        name: a
+        profiling:
+          targets:
+            - name: infer-1
+            - name: infer
+              matrix: {cpus: [0.5, 1]}
+        """,
+    )
+    _assert_where(msg, p, 6, "profiling.targets[1].matrix")
+    assert "'infer-1' is used twice" in msg and "profiling.targets[0]" in msg
+    assert "through its matrix" in msg and "unique" in msg
+    # the other way round: the plain target comes second
+    msg, p = _error(
+        tmp_path,
+        "name: a\nprofiling:\n  targets:\n    - {name: infer, matrix: {cpus: [1]}}\n"
+        "    - name: infer-1\n",
+    )
+    _assert_where(msg, p, 5, "profiling.targets[1].name")
+    assert "'infer-1' is used twice" in msg

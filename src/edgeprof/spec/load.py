@@ -3,7 +3,10 @@
 ``load_spec(path)`` parses YAML, validates it with the pydantic models of :mod:`.models`
 (unknown keys are errors) and turns every problem into one
 :class:`~edgeprof.errors.SpecError` sentence that names the file, the line, the key path
-(``profiling.targets[1].timout``) and the fix.
+(``profiling.targets[1].timout``) and the fix. Checks that span the document (target names
+after matrix expansion, ``together:`` names, services and networks) are validators of the
+models that raise :class:`~edgeprof.spec.models.SpecProblem` with the key path below them, so
+they too are reported with their line.
 """
 
 from __future__ import annotations
@@ -59,24 +62,7 @@ def parse_spec(text: str, source: str = "<spec>") -> LoadedSpec:
         spec = Spec.model_validate(data)
     except ValidationError as e:
         raise SpecError(_explain(e, node, source)) from None
-    _check_target_names(spec, node, source)
     return LoadedSpec(spec=spec, path=source, text=text)
-
-
-def _check_target_names(spec: Spec, node: Any, source: str) -> None:
-    """Duplicate target names are reported at load time, with file:line and key path."""
-    used: set[str] = set()
-    for i, t in enumerate(spec.profiling.targets):
-        base = t.name or f"t{i + 1}"
-        if base in used:
-            loc: tuple[Any, ...] = ("profiling", "targets", i, "name")
-            line = _node_line(node, loc)
-            where = f"{source}:{line}" if line else source
-            raise SpecError(
-                f"{where}: target name {base!r} in '{_loc_path(loc)}' is used twice; "
-                "give each target a unique name"
-            )
-        used.add(base)
 
 
 def _loc_path(loc: tuple[Any, ...]) -> str:

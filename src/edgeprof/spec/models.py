@@ -6,11 +6,20 @@ line by :mod:`.load`). Sizes take docker's binary units (``256m``, ``1g``).
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edgeprof.collect.registry import DEFAULT_GROUPS, KNOWN_GROUPS
 
@@ -40,6 +49,51 @@ def parse_size(value: int | str) -> int:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpecProblem(ValueError):
+    """A problem a validator finds below the field it checks; ``loc`` is where, relative to
+    that field or model (``("targets", 2, "name")``), so the loader names the file and line."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _coerce_args(v: Any) -> Any:
+    """YAML reads ``[-interval, 1]`` with an int and ``[true]`` with a bool: args are strings."""
+    if isinstance(v, list):
+        return [
+            ("true" if a else "false")
+            if isinstance(a, bool)
+            else str(a)
+            if isinstance(a, int | float)
+            else a
+            for a in v
+        ]
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)
+    return v
+
+
+def _check_args(v: str | list[str]) -> str | list[str]:
+    if isinstance(v, str):
+        try:
+            shlex.split(v)
+        except ValueError as e:
+            raise ValueError(f"args {v!r} cannot be split like a shell line: {e}") from e
+    return v
+
+
+def _split_args(v: str | list[str]) -> list[str]:
+    return shlex.split(v) if isinstance(v, str) else list(v)
+
+
+def _check_volumes(v: list[str]) -> list[str]:
+    for vol in v:
+        if ":" not in vol:
+            raise ValueError(f"volume {vol!r} must be HOST_PATH:CONTAINER_PATH[:ro]")
+    return v
 
 
 class Resources(_Model):
@@ -180,10 +234,7 @@ class RunOptions(_Model):
     @field_validator("volumes")
     @classmethod
     def _volumes(cls, v: list[str]) -> list[str]:
-        for vol in v:
-            if ":" not in vol:
-                raise ValueError(f"volume {vol!r} must be HOST_PATH:CONTAINER_PATH[:ro]")
-        return v
+        return _check_volumes(v)
 
     @field_validator("pid")
     @classmethod
@@ -245,6 +296,196 @@ BUDGETS_HELP = (
 )
 
 
+_HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+_TARGET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+PROBE_KINDS = ("tcp", "http", "log", "healthcheck")
+
+
+def _check_port(v: Any) -> Any:
+    if v is None:
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise ValueError(f"port {v!r} must be a number between 1 and 65535")
+    try:
+        port = int(v)
+    except ValueError:
+        raise ValueError(f"port {v!r} must be a number between 1 and 65535") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 1-65535; use a port between 1 and 65535")
+    return port
+
+
+class HttpProbe(_Model):
+    """Ready when ``GET http://SERVICE:port/path`` answers 2xx."""
+
+    port: int
+    path: str = "/"
+
+    _port = field_validator("port", mode="before")(_check_port)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"path {v!r} must start with '/', e.g. /bottom/image.jpg")
+        return v
+
+
+class ReadyProbe(_Model):
+    """How to tell that a service is ready: exactly one of ``tcp`` (a port accepts a
+    connection), ``http`` (a 2xx answer), ``log`` (a regular expression matches a log line)
+    or ``healthcheck: true`` (the image's own HEALTHCHECK says healthy)."""
+
+    tcp: int | None = None
+    http: HttpProbe | None = None
+    log: str | None = None
+    healthcheck: bool | None = None
+
+    _tcp = field_validator("tcp", mode="before")(_check_port)
+
+    @field_validator("log")
+    @classmethod
+    def _log(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(
+                    f"log pattern {v!r} is not a valid regular expression ({e}); fix the pattern"
+                ) from None
+        return v
+
+    @field_validator("healthcheck")
+    @classmethod
+    def _healthcheck(cls, v: bool | None) -> bool | None:
+        if v is False:
+            raise ValueError("healthcheck: false is no probe; write healthcheck: true or remove it")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ReadyProbe:
+        kinds = self.kinds()
+        if not kinds:
+            raise ValueError(
+                "a readiness probe needs one kind: tcp, http, log or healthcheck "
+                "(e.g. ready: {tcp: 8090})"
+            )
+        if len(kinds) > 1:
+            raise ValueError(
+                f"a readiness probe has one kind, but {' and '.join(kinds)} are both set; keep one"
+            )
+        return self
+
+    def kinds(self) -> list[str]:
+        return [k for k in PROBE_KINDS if getattr(self, k) is not None]
+
+    @property
+    def kind(self) -> str:
+        return self.kinds()[0]
+
+
+class ServiceSpec(_Model):
+    """A container an app needs while it runs (a stream server, a broker), started on the
+    run's network before the app, reachable by ``name``, torn down after."""
+
+    name: str = Field(description="a hostname label: the app reaches the service by this name")
+    image: str = Field(min_length=1)
+    args: str | list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    volumes: list[str] = Field(default_factory=list, description="HOST:CONTAINER[:ro]")
+    start_timeout: float = Field(default=60, gt=0, description="seconds to become ready")
+    profile: bool = Field(default=False, description="sample it too (role service)")
+    ready: ReadyProbe | None = Field(default=None, description="None: ready once it runs")
+    scope: Literal["run", "target"] = Field(
+        default="target", description="target: started before each target; run: once per run"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _HOSTNAME_RE.fullmatch(v):
+            raise ValueError(
+                f"service name {v!r} is not a valid hostname; use letters, digits and '-' "
+                "(not first or last), at most 63 characters"
+            )
+        return v
+
+    _coerce = field_validator("args", mode="before")(_coerce_args)
+    _args = field_validator("args")(_check_args)
+    _env = field_validator("env", mode="before")(_env_dict)
+    _volumes = field_validator("volumes")(_check_volumes)
+
+    def argv(self) -> list[str]:
+        return _split_args(self.args)
+
+
+class ScenarioSpec(_Model):
+    """Targets that run together under one session (each also runs alone)."""
+
+    name: str
+    together: list[str] = Field(description="target names (after matrix expansion), at least two")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _TARGET_NAME_RE.fullmatch(v):
+            raise ValueError(
+                f"scenario name {v!r} must be letters, digits, '.', '_' or '-' (at most 63)"
+            )
+        return v
+
+    @field_validator("together")
+    @classmethod
+    def _together(cls, v: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for i, name in enumerate(v):
+            if name in seen:
+                raise SpecProblem(f"together lists {name!r} twice; name each target once", (i,))
+            seen.add(name)
+        if len(v) < 2:
+            raise ValueError("together needs at least two targets, e.g. together: [gpu, cpu]")
+        return v
+
+
+_RESOURCE_KEYS = (
+    "cpus",
+    "cpu_shares",
+    "memory",
+    "memory_swap",
+    "shm_size",
+    "pids_limit",
+    "cpuset",
+)
+MATRIX_KEYS_HELP = "args, env.NAME or a resources field (" + ", ".join(_RESOURCE_KEYS) + ")"
+MAX_MATRIX_TARGETS = 1000
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """One target a matrix expands into: its name, the matrix values (as written) and the
+    target with them applied (``matrix`` cleared)."""
+
+    name: str
+    values: dict[str, Any]
+    target: TargetSpec
+
+
+def _name_part(value: Any, position: int) -> str:
+    """A matrix value → the part of a target name: its text with every run of characters
+    other than letters, digits, '_' and '.' made one '-' (``"--threads 1"`` → ``threads-1``,
+    ``0.5`` → ``0.5``, ``true`` → ``true``); a value with nothing left is its position (1…)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, list):
+        text = " ".join(str(x) for x in value)
+    elif value is None:
+        text = ""
+    else:
+        text = str(value)
+    part = re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-")
+    return part or str(position + 1)
+
+
 class TargetSpec(_Model):
     name: str | None = None
     args: str | list[str] = Field(default_factory=list)
@@ -255,6 +496,17 @@ class TargetSpec(_Model):
     run: RunOptions | None = None
     budgets: dict[str, list[str]] = Field(
         default_factory=dict, description=BUDGETS_HELP + " (over the spec's, per metric)"
+    )
+    services: list[ServiceSpec] = Field(
+        default_factory=list,
+        description="this target's own services (scope target); same name as a spec service replaces it",
+    )
+    data_config: dict[str, str] | None = Field(
+        default=None, description="pywaggle stream name → URL (over the spec's, per key)"
+    )
+    matrix: dict[str, list[Any]] | None = Field(
+        default=None,
+        description="key → values; one target per combination (keys: " + MATRIX_KEYS_HELP + ")",
     )
 
     @field_validator("env", mode="before")
@@ -267,44 +519,166 @@ class TargetSpec(_Model):
     def _budgets(cls, v: Any) -> Any:
         return _check_budgets(v)
 
-    @field_validator("args", mode="before")
-    @classmethod
-    def _scalar_args(cls, v: Any) -> Any:
-        # YAML reads `[-interval, 1]` with an int and `[true]` with a bool: args are strings.
-        if isinstance(v, list):
-            return [
-                ("true" if a else "false")
-                if isinstance(a, bool)
-                else str(a)
-                if isinstance(a, int | float)
-                else a
-                for a in v
-            ]
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return str(v)
-        return v
-
-    @field_validator("args")
-    @classmethod
-    def _args(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, str):
-            try:
-                shlex.split(v)
-            except ValueError as e:
-                raise ValueError(f"args {v!r} cannot be split like a shell line: {e}") from e
-        return v
+    _coerce = field_validator("args", mode="before")(_coerce_args)
+    _args = field_validator("args")(_check_args)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
+        if v is not None and not _TARGET_NAME_RE.fullmatch(v):
             raise ValueError(
                 f"target name {v!r} must be letters, digits, '.', '_' or '-' (at most 63)"
             )
         return v
 
+    @field_validator("services")
+    @classmethod
+    def _services(cls, v: list[ServiceSpec]) -> list[ServiceSpec]:
+        _unique_services(v, "this target's services")
+        for i, s in enumerate(v):
+            if s.scope == "run":
+                raise SpecProblem(
+                    f"service {s.name!r} of a target cannot have scope run; "
+                    "run scope belongs on profiling.services",
+                    (i, "scope"),
+                )
+        return v
+
+    @field_validator("data_config")
+    @classmethod
+    def _data_config(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_data_config(v)
+
+    @field_validator("matrix", mode="before")
+    @classmethod
+    def _matrix_shape(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, dict):
+            raise ValueError(
+                "matrix must map keys to lists of values, e.g. matrix: {cpus: [0.5, 1]}"
+            )
+        for key, values in v.items():
+            if not isinstance(key, str) or not (
+                key in ("args", *_RESOURCE_KEYS) or (key.startswith("env.") and len(key) > 4)
+            ):
+                raise SpecProblem(
+                    f"unknown matrix key {key!r}; matrix keys are {MATRIX_KEYS_HELP}", (key,)
+                )
+            if not isinstance(values, list) or not values:
+                raise SpecProblem(
+                    f"matrix key {key!r} needs a list of values, e.g. {key}: [a, b]", (key,)
+                )
+        if not v:
+            raise ValueError("matrix is empty; give it a key, e.g. matrix: {cpus: [0.5, 1]}")
+        return v
+
+    @model_validator(mode="after")
+    def _matrix_cells(self) -> TargetSpec:
+        if self.matrix:
+            count = 1
+            for values in self.matrix.values():
+                count *= len(values)
+            if count > MAX_MATRIX_TARGETS:
+                raise SpecProblem(
+                    f"matrix expands into {count} targets, more than {MAX_MATRIX_TARGETS}; "
+                    "give fewer values",
+                    ("matrix",),
+                )
+            self.expand(self.name or "t")  # every combination must make a valid target
+        return self
+
     def argv(self) -> list[str]:
-        return shlex.split(self.args) if isinstance(self.args, str) else list(self.args)
+        return _split_args(self.args)
+
+    def expand(self, base: str) -> list[MatrixCell]:
+        """The targets this one stands for: itself when it has no matrix, else one per
+        combination of the matrix's values (the product in the matrix's key order, the first
+        key varying slowest).
+
+        Each is named ``base`` followed by ``-PART`` per key in key order, PART being the
+        value made name-safe (:func:`_name_part`): ``{cpus: [0.5, 1], args: ["--threads 1"]}``
+        on ``infer`` gives ``infer-0.5-threads-1`` and ``infer-1-threads-1``. A matrix value
+        of ``args`` (a shell line or a list) is appended to the target's args; a resources
+        field or ``env.NAME`` value replaces the target's."""
+        if not self.matrix:
+            return [MatrixCell(base, {}, self)]
+        keys = list(self.matrix)
+        cells: list[MatrixCell] = []
+        for combo in itertools.product(*(list(enumerate(self.matrix[k])) for k in keys)):
+            values = {k: v for k, (_, v) in zip(keys, combo, strict=True)}
+            positions = {k: i for k, (i, _) in zip(keys, combo, strict=True)}
+            name = base + "".join(f"-{_name_part(v, i)}" for i, v in combo)
+            cells.append(MatrixCell(name, values, self._apply(name, values, positions)))
+        return cells
+
+    def _apply(self, name: str, values: dict[str, Any], positions: dict[str, int]) -> TargetSpec:
+        args = self.argv()
+        env = dict(self.env)
+        res = self.resources.model_dump(exclude_unset=True)
+        for key, value in values.items():
+            loc: tuple[str | int, ...] = ("matrix", key, positions[key])
+            if key == "args":
+                if isinstance(value, list) and all(isinstance(a, str | int | float) for a in value):
+                    args += _coerce_args(value)
+                elif isinstance(value, str | int | float) and not isinstance(value, bool):
+                    try:
+                        args += shlex.split(str(value))
+                    except ValueError as e:
+                        raise SpecProblem(
+                            f"matrix value {value!r} of args cannot be split like a shell line: {e}",
+                            loc,
+                        ) from None
+                else:
+                    raise SpecProblem(
+                        f"matrix value {value!r} of args must be a shell line or a list of arguments",
+                        loc,
+                    )
+            elif key.startswith("env."):
+                if isinstance(value, dict | list):
+                    raise SpecProblem(
+                        f"matrix value {value!r} of {key} must be a single value", loc
+                    )
+                env[key[4:]] = "" if value is None else str(value)
+            else:
+                res[key] = value
+        try:
+            resources = Resources.model_validate(res)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            key = field if field in values else next(k for k in values if k in _RESOURCE_KEYS)
+            detail = str(err["msg"]).removeprefix("Value error, ")
+            raise SpecProblem(
+                f"matrix value {values[key]!r} of {key} is not valid: {detail}",
+                ("matrix", key, positions[key]),
+            ) from None
+        return self.model_copy(
+            update={"name": name, "args": args, "env": env, "resources": resources, "matrix": None}
+        )
+
+
+def _unique_services(services: list[ServiceSpec], where: str) -> None:
+    seen: set[str] = set()
+    for i, s in enumerate(services):
+        if s.name.lower() in seen:
+            raise SpecProblem(
+                f"service name {s.name!r} is used twice in {where}; give each service a unique name",
+                (i, "name"),
+            )
+        seen.add(s.name.lower())
+
+
+def _check_data_config(v: dict[str, str] | None) -> dict[str, str] | None:
+    for key, url in (v or {}).items():
+        if not key.strip():
+            raise ValueError("a data_config stream name is empty; name it, e.g. bottom_camera")
+        if not url.strip():
+            raise SpecProblem(
+                f"data_config stream {key!r} has no URL; give one, e.g. http://playback:8090/bottom/live.mp4",
+                (key,),
+            )
+    return v
 
 
 class AppMetricsOptions(_Model):
@@ -342,11 +716,99 @@ class Profiling(_Model):
     app_metrics: AppMetricsOptions = Field(default_factory=AppMetricsOptions)
     tegrastats_path: str | None = None
     budgets: dict[str, list[str]] = Field(default_factory=dict, description=BUDGETS_HELP)
+    services: list[ServiceSpec] = Field(
+        default_factory=list,
+        description="containers the apps need: scope target (before each target) or run (once)",
+    )
+    data_config: dict[str, str] | None = Field(
+        default=None,
+        description="pywaggle stream name → URL, mounted as the data-config JSON in every target",
+    )
+    scenarios: list[ScenarioSpec] = Field(
+        default_factory=list,
+        description="targets that also run together, e.g. {name: both, together: [gpu, cpu]}",
+    )
 
     @field_validator("budgets", mode="before")
     @classmethod
     def _budgets(cls, v: Any) -> Any:
         return _check_budgets(v)
+
+    @field_validator("services")
+    @classmethod
+    def _services(cls, v: list[ServiceSpec]) -> list[ServiceSpec]:
+        _unique_services(v, "profiling.services")
+        return v
+
+    @field_validator("data_config")
+    @classmethod
+    def _data_config(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_data_config(v)
+
+    def base_name(self, index: int) -> str:
+        """The name of target ``index`` before matrix expansion and repeats."""
+        return self.targets[index].name or f"t{index + 1}"
+
+    def expanded(self) -> list[tuple[int, MatrixCell]]:
+        """Every target after matrix expansion, with the index of the target it comes from."""
+        return [(i, c) for i, t in enumerate(self.targets) for c in t.expand(self.base_name(i))]
+
+    @model_validator(mode="after")
+    def _names(self) -> Profiling:
+        run_scope = {s.name.lower(): s.name for s in self.services if s.scope == "run"}
+        owner: dict[str, int] = {}
+        expanded: dict[str, list[str]] = {}
+        for i, t in enumerate(self.targets):
+            for k, s in enumerate(t.services):
+                if s.name.lower() in run_scope:
+                    raise SpecProblem(
+                        f"service name {s.name!r} is also the name of a run-scope service in "
+                        "profiling.services (both would answer to it); rename one",
+                        ("targets", i, "services", k, "name"),
+                    )
+            cells = t.expand(self.base_name(i))
+            if t.matrix:
+                expanded[self.base_name(i)] = [c.name for c in cells]
+            for c in cells:
+                if c.name in owner and owner[c.name] == i:
+                    raise SpecProblem(
+                        f"the matrix of profiling.targets[{i}] names two targets {c.name!r} "
+                        "(a name joins the values with non-name characters made '-'); "
+                        "give values that differ in letters or digits",
+                        ("targets", i, "matrix"),
+                    )
+                if c.name in owner:
+                    how = " (through its matrix)" if t.matrix else ""
+                    raise SpecProblem(
+                        f"target name {c.name!r} is used twice, by profiling.targets[{owner[c.name]}] "
+                        f"and profiling.targets[{i}]{how}; give each target a unique name",
+                        ("targets", i, "matrix" if t.matrix else "name"),
+                    )
+                owner[c.name] = i
+        scenario_names: set[str] = set()
+        for k, sc in enumerate(self.scenarios):
+            if sc.name in scenario_names:
+                raise SpecProblem(
+                    f"scenario name {sc.name!r} is used twice; give each scenario a unique name",
+                    ("scenarios", k, "name"),
+                )
+            scenario_names.add(sc.name)
+            for m, name in enumerate(sc.together):
+                if name in owner:
+                    continue
+                loc: tuple[str | int, ...] = ("scenarios", k, "together", m)
+                if name in expanded:
+                    raise SpecProblem(
+                        f"target {name!r} in scenario {sc.name!r} is expanded by its matrix; "
+                        f"name one of {', '.join(expanded[name])}",
+                        loc,
+                    )
+                raise SpecProblem(
+                    f"scenario {sc.name!r} names no target {name!r}; "
+                    f"name targets of this spec: {', '.join(owner)}",
+                    loc,
+                )
+        return self
 
     @field_validator("metrics")
     @classmethod
@@ -394,6 +856,24 @@ class Spec(_Model):
     @classmethod
     def _version(cls, v: Any) -> Any:
         return None if v is None else str(v)
+
+    @model_validator(mode="after")
+    def _services_need_the_run_network(self) -> Spec:
+        prof = self.profiling
+        shared = list(prof.services)  # run scope and spec-level target scope
+        for i, t in enumerate(prof.targets):
+            if not (shared or t.services):
+                continue
+            own = t.run is not None and "network" in t.run.model_fields_set
+            network = t.run.network if own and t.run is not None else self.run.network
+            if network is not None:
+                where = f"profiling.targets[{i}].run.network" if own else "run.network"
+                raise SpecProblem(
+                    f"target {prof.base_name(i)!r} has services, which it reaches on the run's "
+                    f"own network, so it cannot also use network {network!r}; remove {where}",
+                    ("profiling", "targets", i, "run", "network") if own else ("run", "network"),
+                )
+        return self
 
     def image_ref(self) -> str:
         if self.image:
