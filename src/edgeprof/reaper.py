@@ -121,10 +121,25 @@ def _remove_run_objects(
             if owner_gone(owner) is not True:
                 continue
         try:
+            _detach_all(client, n["Id"])
             client.api.remove_network(n["Id"])
             out.networks.append(n.get("Name", n["Id"][:12]))
         except Exception as e:  # noqa: BLE001
             out.errors.append(f"network {n.get('Name')}: {e}")
+
+
+def _detach_all(client: Any, network_id: str) -> None:
+    """Disconnect whatever is still attached (a container without the run's labels, or
+    one being removed), which would make removing the network fail."""
+    try:
+        attached = client.api.inspect_network(network_id).get("Containers") or {}
+    except Exception:  # noqa: BLE001 - the removal will say what is wrong
+        return
+    for cid in attached:
+        try:
+            client.api.disconnect_container_from_network(cid, network_id, force=True)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def reap_run(run_uid: str, run_id: int, dead_pid: int, db_url: str | None) -> Reaped:

@@ -33,6 +33,8 @@ class ContainerRequest:
     cpuset: str | None = None
     volumes: list[str] = field(default_factory=list)
     network: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    """Names the container answers to on ``network`` (a user-defined network only)."""
     ipc: str | None = None
     pid_mode: str | None = None
     runtime: str | None = None
@@ -157,6 +159,24 @@ class Engine(Protocol):
 
     def stats_stream(self, container_id: str) -> tuple[Any, Callable[[], None]]:
         """The engine's stats documents of a container, and a function that ends them."""
+        ...
+
+    def create_network(self, name: str, labels: dict[str, str]) -> str:
+        """A user-defined bridge network carrying ``labels``; its id."""
+        ...
+
+    def remove_network(self, name: str) -> None:
+        """Remove a network (containers still attached are disconnected first); no error
+        when there is none of that name."""
+        ...
+
+    def container_ip(self, handle: Handle, network: str) -> str | None:
+        """The container's address on ``network``; None when it has none (yet)."""
+        ...
+
+    def health_status(self, handle: Handle) -> str | None:
+        """``starting``, ``healthy`` or ``unhealthy`` (the image's HEALTHCHECK); None when the
+        container has no health check."""
         ...
 
     def close(self) -> None: ...

@@ -163,11 +163,13 @@ class DockerEngine:
         if req.volumes:
             kw["volumes"] = list(req.volumes)
         if req.network:
-            kw[
-                "network_mode"
-                if req.network in ("none", "host", "bridge") or req.network.startswith("container:")
-                else "network"
-            ] = req.network
+            if _builtin_network(req.network):
+                kw["network_mode"] = req.network
+            else:
+                kw["network"] = req.network
+                if req.aliases:
+                    ep = self.client.api.create_endpoint_config(aliases=list(req.aliases))
+                    kw["networking_config"] = {req.network: ep}
         if req.ipc:
             kw["ipc_mode"] = req.ipc
         if req.pid_mode:
@@ -373,9 +375,71 @@ class DockerEngine:
             raise
         return stream, client.close
 
+    def create_network(self, name: str, labels: dict[str, str]) -> str:
+        try:
+            net = self.client.networks.create(
+                name, driver="bridge", labels=dict(labels), check_duplicate=True
+            )
+        except self._failures as e:
+            raise EngineError(
+                f"the engine could not create network {name!r}: {_short(e)}"
+            ) from None
+        return str(net.id)
+
+    def remove_network(self, name: str) -> None:
+        api = self.client.api
+        try:
+            attrs = api.inspect_network(name)
+        except self._docker.errors.NotFound:
+            return
+        except self._failures as e:
+            raise EngineError(f"cannot inspect network {name!r}: {_short(e)}") from None
+        # a container still attached would make the removal fail: detach it first
+        for cid in attrs.get("Containers") or {}:
+            with contextlib.suppress(*self._failures):
+                api.disconnect_container_from_network(cid, attrs["Id"], force=True)
+        try:
+            api.remove_network(attrs["Id"])
+        except self._docker.errors.NotFound:
+            return
+        except self._failures as e:
+            raise EngineError(
+                f"the engine could not remove network {name!r}: {_short(e)}"
+            ) from None
+
+    def container_ip(self, handle: Handle, network: str) -> str | None:
+        try:
+            attrs = self.client.api.inspect_container(handle.container_id)
+        except self._failures:
+            return None
+        nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        ep = nets.get(network)
+        if ep is None:  # named by id, or by a name the engine spells otherwise
+            ep = next(
+                (v for v in nets.values() if v and str(v.get("NetworkID", "")).startswith(network)),
+                None,
+            )
+        ip = str((ep or {}).get("IPAddress") or "")
+        return ip or None
+
+    def health_status(self, handle: Handle) -> str | None:
+        try:
+            state = self.client.api.inspect_container(handle.container_id).get("State") or {}
+        except self._failures as e:
+            raise EngineError(f"cannot inspect container {handle.name}: {_short(e)}") from None
+        health = state.get("Health")
+        if not health:
+            return None
+        return str(health.get("Status") or "") or None
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+def _builtin_network(network: str) -> bool:
+    """Network modes that are not a user-defined network (no aliases there)."""
+    return network in ("none", "host", "bridge", "default") or network.startswith("container:")
 
 
 def _host_binding(v: int | str | None) -> int | tuple[str, int] | None:

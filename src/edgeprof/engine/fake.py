@@ -2,9 +2,10 @@
 
 Each container behaves as its :class:`Script` says — runs for a while and exits with a
 code, ignores SIGTERM, is OOM-killed, cannot start, exits before its first sample — picked
-by the ``edgeprof.target`` label of the request. Its stats stream gives the engine-API
+by the ``edgeprof.service`` label of the request (a service), else its ``edgeprof.target``
+label. Its stats stream gives the engine-API
 collector a steadily growing CPU counter, so a fake run produces real samples. The engine
-records every call, so a test can check that nothing was left behind.
+records every call and every network, so a test can check that nothing was left behind.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class Script:
     """Started again this many times after it exits (a restart policy), each time as a new
     process that runs ``run_s`` again."""
     restart_delay_s: float = 0.1
+    ip: str | None = "127.0.0.1"
+    """Its address on any network it joined (a readiness probe connects there)."""
+    health: list[tuple[float, str]] | None = None
+    """Its HEALTHCHECK: ``(seconds after start, status)`` steps, e.g. ``[(0, "starting"),
+    (0.3, "healthy")]``; None: the image has none."""
 
 
 @dataclass
@@ -92,6 +98,10 @@ class FakeEngine:
         self._pids = itertools.count(100)
         self.event_log: list[ContainerEvent] = []
         self._subscribers: list[queue.SimpleQueue[ContainerEvent | None]] = []
+        self.networks: dict[str, dict[str, str]] = {}
+        """Networks not removed: name → labels."""
+        self.network_log: list[str] = []
+        """``create NAME`` / ``remove NAME``, in order."""
 
     # -- engine protocol ---------------------------------------------------------------------
     def ping(self) -> None:
@@ -108,11 +118,22 @@ class FakeEngine:
 
     def start(self, req: ContainerRequest) -> Handle:
         self.calls.append(f"start {req.name}")
-        script = self.scripts.get(req.labels.get("edgeprof.target", ""), Script())
+        key = req.labels.get("edgeprof.service") or req.labels.get("edgeprof.target", "")
+        script = self.scripts.get(key, Script())
         if self.on_start is not None:
             self.on_start(req)
         if script.start_error:
             raise EngineError(f"the engine could not start {req.name}: {script.start_error}")
+        if (
+            req.network
+            and req.network not in ("none", "host", "bridge", "default")
+            and not req.network.startswith("container:")
+            and req.network not in self.networks
+        ):
+            raise EngineError(
+                f"the engine refused to create the container for {req.name}: "
+                f"network {req.network} not found"
+            )
         with self._lock:
             self._n += 1
             cid = f"{self._n:064x}"
@@ -224,6 +245,36 @@ class FakeEngine:
                 ended.wait(0.05)
 
         return docs(), ended.set
+
+    def create_network(self, name: str, labels: dict[str, str]) -> str:
+        self.calls.append(f"create network {name}")
+        if name in self.networks:
+            raise EngineError(f"the engine could not create network {name!r}: it exists")
+        self.networks[name] = dict(labels)
+        self.network_log.append(f"create {name}")
+        return f"net-{name}"
+
+    def remove_network(self, name: str) -> None:
+        self.calls.append(f"remove network {name}")
+        if self.networks.pop(name, None) is not None:
+            self.network_log.append(f"remove {name}")
+
+    def container_ip(self, handle: Handle, network: str) -> str | None:
+        c = self.containers[handle.container_id]
+        if c.removed or c.req.network != network:
+            return None
+        return c.script.ip
+
+    def health_status(self, handle: Handle) -> str | None:
+        c = self.containers[handle.container_id]
+        if c.script.health is None:
+            return None
+        age = (time.time_ns() - c.started_ns) / 1e9
+        status = "starting"
+        for at, st in c.script.health:
+            if age >= at:
+                status = st
+        return status
 
     def close(self) -> None:
         return None
