@@ -684,9 +684,10 @@ def _unparsable(target: str, key: str, text: str, why: str) -> BudgetResult:
 
 
 def evaluate_run(s: RunSummary, budgets_for: BudgetsFor = stored_budgets) -> list[BudgetResult]:
-    """Every target's budgets checked against its summary, in target order."""
+    """Every app's budgets checked against its summary, in target order (the rows of
+    services started for the apps are not checked)."""
     out: list[BudgetResult] = []
-    for t in s.targets:
+    for t in s.apps:
         budgets: list[Budget] = []
         bad: list[BudgetResult] = []
         for key, exprs in budgets_for(t).items():
@@ -731,7 +732,7 @@ def junit_suites(s: RunSummary, results: list[BudgetResult]) -> list[Any]:
     for r in results:
         by_target.setdefault(r.target, []).append(r)
     suites = []
-    for t in s.targets:
+    for t in s.apps:
         cases = []
         for r in by_target.get(t.name, []):
             outcome: Literal["passed", "failed", "error"] = (

@@ -608,7 +608,8 @@ def base_name(name: str, config: dict[str, Any]) -> str:
 
 def _load(store: Store, run_ref: str | int) -> tuple[int, dict[str, _Target]]:
     run = store.resolve_run(run_ref)
-    targets = store.targets(run.id)
+    # the rows of services started for the apps are not compared
+    targets = [t for t in store.targets(run.id) if t.config.get("role") != "service"]
     arrays = store.series_arrays(run.id)
     by_target: dict[int, dict[str, _Series]] = {t.id: {} for t in targets}
     # per target and key: the series behind it. A process's PID differs from run to run,

@@ -2,7 +2,10 @@
 
 ``RunSummary.to_json()`` is the ``edgeprof summary --json`` document; its keys are a
 contract (scripts and CI read them), so they only ever grow by new fields documented in
-the README, never change.
+the README, never change. Two keys appear only when the run has them: ``"services"``
+(the rows of the services started for the apps, kept apart from the apps' ``"targets"``)
+and ``"scenarios"`` (apps run together: alone vs together, see
+:mod:`edgeprof.analyze.scenarios`).
 """
 
 from __future__ import annotations
@@ -90,6 +93,15 @@ class TargetSummary:
     metrics: dict[str, MetricStats]
     events: list[EventInfo]
 
+    @property
+    def role(self) -> str:
+        """``"service"`` for a service started for the apps, else ``"app"``."""
+        return "service" if self.config.get("role") == "service" else "app"
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == "service"
+
     def gauge(self, key: str) -> GaugeStats | None:
         m = self.metrics.get(key)
         return m if isinstance(m, GaugeStats) else None
@@ -153,9 +165,77 @@ class RunMeta:
 
 
 @dataclass(frozen=True)
+class ScenarioMember:
+    """One app of a together-run: its statistics alone (the ``base_target``'s rows, every
+    repeat pooled) and together, and the slowdowns (> 1 always means worse).
+
+    ``alone`` is None when the run holds no alone run of ``base_target`` (``note`` says
+    so); ``slowdown`` holds only the ratios both sides allow (a zero or missing side: none).
+    """
+
+    name: str
+    base_target: str
+    status: str
+    alone_targets: list[str]
+    alone: dict[str, GaugeStats] | None
+    together: dict[str, GaugeStats]
+    slowdown: dict[str, float]
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "base_target": self.base_target,
+            "status": self.status,
+            "alone_targets": self.alone_targets,
+            "alone": None
+            if self.alone is None
+            else {k: m.to_json() for k, m in self.alone.items()},
+            "together": {k: m.to_json() for k, m in self.together.items()},
+            "slowdown": dict(self.slowdown),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class ScenarioSummary:
+    """A scenario of a run: the apps that ran together, in target order."""
+
+    name: str
+    targets: list[ScenarioMember]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "targets": [m.to_json() for m in self.targets]}
+
+
+def service_json(t: TargetSummary) -> dict[str, Any]:
+    """A service row: the target fields plus what its config says about the service."""
+    c = t.config
+    return {
+        "service": c.get("service", t.name),
+        "scope": c.get("scope"),
+        "for": c.get("for"),
+        "ready_s": c.get("ready_s"),
+        **t.to_json(),
+    }
+
+
+@dataclass(frozen=True)
 class RunSummary:
     run: RunMeta
     targets: list[TargetSummary]
+    """Every target row of the run, services included (see :attr:`apps`)."""
+    scenarios: list[ScenarioSummary] = field(default_factory=list)
+
+    @property
+    def apps(self) -> list[TargetSummary]:
+        """The rows of the apps (targets and together-run members), services left out."""
+        return [t for t in self.targets if not t.is_service]
+
+    @property
+    def services(self) -> list[TargetSummary]:
+        """The rows of the services started for the apps (``config.role == "service"``)."""
+        return [t for t in self.targets if t.is_service]
 
     def target(self, name: str) -> TargetSummary:
         for t in self.targets:
@@ -171,4 +251,15 @@ class RunSummary:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"run": self.run.to_json(), "targets": [t.to_json() for t in self.targets]}
+        """``{"run", "targets"}`` (the apps), plus ``"services"`` and ``"scenarios"`` when
+        the run has any."""
+        out: dict[str, Any] = {
+            "run": self.run.to_json(),
+            "targets": [t.to_json() for t in self.apps],
+        }
+        services = self.services
+        if services:
+            out["services"] = [service_json(t) for t in services]
+        if self.scenarios:
+            out["scenarios"] = [s.to_json() for s in self.scenarios]
+        return out

@@ -3,6 +3,10 @@
 Gauges (and rates) get their distribution; counters their total over the run: the
 increase of a kernel counter (a drop is a reset), the last value of a running total (an
 app's StatsD counter, which starts at zero and may go down).
+
+A run with scenarios (apps run together) also gets their alone-vs-together comparison
+(:mod:`edgeprof.analyze.scenarios`); service rows stay among the targets, told apart by
+``config.role == "service"`` (:attr:`RunSummary.services`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from edgeprof.analyze.model import (
     MetricStats,
     RunMeta,
     RunSummary,
+    ScenarioSummary,
     TargetSummary,
 )
 from edgeprof.stats import counter_increase, describe
@@ -102,4 +107,9 @@ def summarize(store: Store, run_ref: str | int) -> RunSummary:
             EventInfo(e.t_ns, e.kind, e.message, e.data) for e in events if e.target_id is None
         ],
     )
-    return RunSummary(meta, out)
+    scenarios: list[ScenarioSummary] = []
+    if any(t.config.get("scenario") is not None for t in targets):
+        from edgeprof.analyze.scenarios import analyze_scenarios
+
+        scenarios = analyze_scenarios(targets, series, values)
+    return RunSummary(meta, out, scenarios)

@@ -8,7 +8,10 @@ Content-Security-Policy forbids every fetch and every script but ours (by SHA-25
 What it shows: each run's metadata (spec, image, engine, host, edgeprof version, times,
 status), a summary table per target, interactive charts per metric group (CPU, memory, I/O,
 network, processes, GPU, host, app metrics) with the run's events as vertical markers, the
-events as a list, and each container's log tail. Sections for which a run has no data are
+events as a list, and each container's log tail. The services started for the apps have a
+section of their own (scope, for which target, ready time, status, their statistics when
+profiled), and so do scenarios (apps run together): each app alone vs together with the
+slowdowns, and the members' CPU together in one chart. Sections for which a run has no data are
 left out, not shown empty (see :data:`EXTRA_SECTIONS` for what later features add).
 
 Safety: every string from the app or the container (metric names, labels, meta, log lines,
@@ -249,7 +252,11 @@ def _read(store: Store, run_ref: str | int, target: str | None) -> _RunData:
     summary = summarize(store, run.id)
     keep = {t.id for t in targets}
     keep_names = {t.name for t in targets}
-    summary = RunSummary(summary.run, [t for t in summary.targets if t.name in keep_names])
+    summary = RunSummary(
+        summary.run,
+        [t for t in summary.targets if t.name in keep_names],
+        [sc for sc in summary.scenarios if any(m.name in keep_names for m in sc.targets)],
+    )
     series = [s for s in store.series(run.id) if s.target_id in keep or s.target_id is None]
     return _RunData(
         run=run,
@@ -640,13 +647,14 @@ def _limit_cell(t: TargetSummary, key: str, m: GaugeStats) -> str:
 
 
 def _summary_tables(rd: _RunData, targets: dict[tuple[int, int], _Target]) -> str:
+    """The apps' table and each app's statistics (services have a section of their own)."""
     s = rd.summary
     by_name = {t.name: t for t in rd.targets}
     head = [
         "<table class='targets'><thead><tr><th>target</th><th>args</th><th>status</th>"
         "<th>duration</th><th>stored samples</th></tr></thead><tbody>"
     ]
-    for t in s.targets:
+    for t in s.apps:
         tg = targets[(rd.run.id, by_name[t.name].id)]
         head.append(
             f"<tr><td><span class='swatch' style='background:{tg.color}'></span>"
@@ -658,33 +666,176 @@ def _summary_tables(rd: _RunData, targets: dict[tuple[int, int], _Target]) -> st
             head.append(f"<tr class='err'><td></td><td colspan='4'>{esc(t.error)}</td></tr>")
     head.append("</tbody></table>")
     out = ["".join(head)]
-    cols = ("mean", "p50", "p95", "p99", "max")
-    for t in s.targets:
-        rows = []
-        for key, label in MAIN_METRICS:
-            m = t.gauge(key)
-            if m is not None:
-                rows.append(_stat_row(label, m, _limit_cell(t, key, m), cols))
-        for key, st in t.metrics.items():
-            if not key.startswith("app."):
-                continue
-            if isinstance(st, GaugeStats):
-                rows.append(_stat_row(key, st, "", cols))
-            elif isinstance(st, CounterStats):
-                rows.append(
-                    f"<tr><td>{esc(key)}</td><td colspan='{len(cols)}'>total "
-                    f"{esc(fmt_value(st.total, st.unit))}</td><td></td>"
-                    f"<td class='n'>{st.count:,}</td></tr>"
-                )
-        if not rows:
-            continue
-        th = "".join(f"<th>{c}</th>" for c in cols)
-        out.append(
-            f"<h3>{esc(t.name)} <code>{esc(' '.join(t.args))}</code></h3>"
-            f"<table class='stats'><thead><tr><th>metric</th>{th}<th>limit</th>"
-            f"<th>samples</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        )
+    for t in s.apps:
+        out.append(_stats_table(t, f"{esc(t.name)} <code>{esc(' '.join(t.args))}</code>"))
     return "".join(out)
+
+
+STAT_COLS = ("mean", "p50", "p95", "p99", "max")
+
+
+def _stats_table(t: TargetSummary, title_html: str) -> str:
+    """A target's main metrics and app metrics (empty when it has none)."""
+    cols = STAT_COLS
+    rows = []
+    for key, label in MAIN_METRICS:
+        m = t.gauge(key)
+        if m is not None:
+            rows.append(_stat_row(label, m, _limit_cell(t, key, m), cols))
+    for key, st in t.metrics.items():
+        if not key.startswith("app."):
+            continue
+        if isinstance(st, GaugeStats):
+            rows.append(_stat_row(key, st, "", cols))
+        elif isinstance(st, CounterStats):
+            rows.append(
+                f"<tr><td>{esc(key)}</td><td colspan='{len(cols)}'>total "
+                f"{esc(fmt_value(st.total, st.unit))}</td><td></td>"
+                f"<td class='n'>{st.count:,}</td></tr>"
+            )
+    if not rows:
+        return ""
+    th = "".join(f"<th>{c}</th>" for c in cols)
+    return (
+        f"<h3>{title_html}</h3>"
+        f"<table class='stats'><thead><tr><th>metric</th>{th}<th>limit</th>"
+        f"<th>samples</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _services(rd: _RunData, targets: dict[tuple[int, int], _Target], multi: bool) -> str:
+    """The services started for the apps: what, for whom, when ready, how it ended, and
+    their statistics when profiled (empty when the run started none)."""
+    services = rd.summary.services
+    if not services:
+        return ""
+    by_name = {t.name: t for t in rd.targets}
+    rows = []
+    for t in services:
+        c = t.config
+        ready = c.get("ready_s")
+        tg = targets[(rd.run.id, by_name[t.name].id)]
+        rows.append(
+            f"<tr><td><span class='swatch' style='background:{tg.color}'></span>"
+            f"{esc(c.get('service') or t.name)}</td><td>{esc(c.get('scope') or '-')}</td>"
+            f"<td>{esc(c.get('for') or '(every target)')}</td>"
+            f"<td class='n'>"
+            f"{esc(fmt_value(float(ready), 's') if isinstance(ready, int | float) else '-')}</td>"
+            f"<td>{_status_cell(t)}</td>"
+            f"<td class='n'>{f'{t.samples:,}' if t.metrics else 'not profiled'}</td></tr>"
+        )
+        if t.error:
+            rows.append(f"<tr class='err'><td></td><td colspan='5'>{esc(t.error)}</td></tr>")
+    out = [
+        (f"<h3>Run {rd.run.id}</h3>" if multi else "")
+        + "<table class='services'><thead><tr><th>service</th><th>scope</th><th>for</th>"
+        "<th>ready after</th><th>status</th><th>stored samples</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    ]
+    for t in services:
+        out.append(_stats_table(t, f"service {esc(t.name)}"))
+    return "".join(out)
+
+
+SCENARIO_STATS = {"mean": "mean", "max": "peak", "p50": "p50", "p95": "p95", "p99": "p99"}
+
+
+def _scenario_group(rd: _RunData, i: int) -> str:
+    return f"scn-{rd.run.id}-{i}"
+
+
+def _scenarios(rd: _RunData, multi: bool) -> str:
+    """Per scenario: each app alone vs together with the slowdowns, and a box for the
+    chart of the members' CPU together (empty when the run ran no scenario)."""
+    from edgeprof.analyze.scenarios import comparison_rows
+
+    if not rd.summary.scenarios:
+        return ""
+    labels = dict(MAIN_METRICS)
+    out = []
+    for i, sc in enumerate(rd.summary.scenarios):
+        rows = []
+        notes = []
+        for m in sc.targets:
+            got = comparison_rows(m)
+            alone_from = ", ".join(m.alone_targets) or "none"
+            for j, r in enumerate(got):
+                base, _, rest = r.key.partition("{")
+                label = labels.get(base, base) + (f" {{{rest}" if rest else "")
+                sd = "-" if r.slowdown is None else f"{r.slowdown:.2f}×"
+                cls = " class='worse'" if r.slowdown is not None and r.slowdown > 1 else ""
+                rows.append(
+                    "<tr>"
+                    + (
+                        f"<td rowspan='{len(got)}'>{esc(m.name)}<br><small>alone: "
+                        f"{esc(alone_from)}</small></td>"
+                        if j == 0
+                        else ""
+                    )
+                    + f"<td>{esc(label)} {esc(SCENARIO_STATS.get(r.stat, r.stat))}</td>"
+                    f"<td class='n'>"
+                    f"{esc('no alone run' if m.alone is None else fmt_value(r.alone, r.unit))}"
+                    f"</td><td class='n'>{esc(fmt_value(r.together, r.unit))}</td>"
+                    f"<td class='n'><span{cls}>{esc(sd)}</span></td></tr>"
+                )
+            if not got:
+                rows.append(
+                    f"<tr><td>{esc(m.name)}</td><td colspan='4'>no compared metric stored</td></tr>"
+                )
+            if m.note:
+                notes.append(f"<li>{esc(m.name)}: {esc(m.note)}</li>")
+        out.append(
+            f"<h3>{esc(f'Run {rd.run.id}: ' if multi else '')}scenario {esc(sc.name)}: "
+            f"{esc(', '.join(m.name for m in sc.targets))} together</h3>"
+            "<table class='scenario'><thead><tr><th>app</th><th>metric</th><th>alone</th>"
+            "<th>together</th><th>slowdown</th></tr></thead><tbody>"
+            + "".join(rows)
+            + "</tbody></table>"
+            + (f"<ul class='notes'>{''.join(notes)}</ul>" if notes else "")
+            + f"<div class='charts' data-group='{esc(_scenario_group(rd, i))}'></div>"
+        )
+    return (
+        "<p>Each app alone (its own run in this run, repeats pooled) and together with "
+        "the others. Slowdown: together ÷ alone, alone ÷ together for throughput "
+        "(frames a second, rates), so above 1 is worse.</p>" + "".join(out)
+    )
+
+
+def _scenario_charts(
+    runs: list[_RunData], targets: dict[tuple[int, int], _Target], points: int
+) -> list[_Chart]:
+    """Per scenario, the members' CPU while together, overlaid (time since each start)."""
+    out: list[_Chart] = []
+    for rd in runs:
+        by_name = {t.name: t for t in rd.targets}
+        for i, sc in enumerate(rd.summary.scenarios):
+            chart = _Chart(
+                _scenario_group(rd, i),
+                "%",
+                f"scenario {sc.name}: CPU of each app together (100 % = one core)",
+                "%",
+            )
+            for m in sc.targets:
+                rec = by_name.get(m.name)
+                if rec is None:
+                    continue
+                ss = [
+                    s
+                    for s in rd.series
+                    if s.target_id == rec.id
+                    and s.metric == "cpu.percent"
+                    and s.id in rd.arrays
+                    and len(rd.arrays[s.id][1])
+                ]
+                if ss:
+                    _add_target_series(
+                        chart, targets[(rd.run.id, rec.id)], ss, rd.arrays, points, True
+                    )
+            if chart.series:
+                _style(chart)
+                out.append(chart)
+    return out
 
 
 def _stat_row(label: str, m: GaugeStats, limit: str, cols: Sequence[str]) -> str:
@@ -779,7 +930,7 @@ class Section:
 
 
 EXTRA_SECTIONS: list[Callable[[Store, list[RunRecord]], Section | None]] = []
-"""Sections later features add (code-level profiles, services, scenarios): each function
+"""Sections later features add (code-level profiles): each function
 returns its section, or None when the runs have no such data (then nothing is shown)."""
 
 
@@ -863,6 +1014,7 @@ def build_report(
             color = PALETTE[(ri if multi else n) % len(PALETTE)]
             targets[(rd.run.id, t.id)] = _Target(f"{rd.run.id}/{t.id}", rd.run, t, label, color, t0)
     charts = _build_charts(runs, targets, points)
+    scenario_charts = _scenario_charts(runs, targets, points)
     markers, ev_rows = _events(runs, targets)
     data = {
         "version": __version__,
@@ -880,7 +1032,7 @@ def build_report(
                 "raw": c.raw,
                 "shown": c.shown,
             }
-            for c in charts
+            for c in [*charts, *scenario_charts]
         ],
         "events": markers,
         "targets": {tg.key: tg.label for tg in targets.values()},
@@ -898,6 +1050,12 @@ def build_report(
             ),
         )
     )
+    services_html = "".join(_services(rd, targets, multi) for rd in runs)
+    if services_html:
+        sections.append(Section("services", "Services", services_html))
+    scenarios_html = "".join(_scenarios(rd, multi) for rd in runs)
+    if scenarios_html:
+        sections.append(Section("scenarios", "Scenarios: apps together", scenarios_html))
     budgets_html = "".join(_budgets(rd, multi) for rd in runs)
     if budgets_html:
         sections.append(Section("budgets", "Budgets", budgets_html))
@@ -928,6 +1086,7 @@ def build_report(
     )
     raw = sum(c.raw for c in charts)
     shown = sum(c.shown for c in charts)
+    charts = [*charts, *scenario_charts]
     title = ", ".join(f"run {rd.run.id} ({rd.run.spec_name})" for rd in runs)
     app_js = _script(_template("report.js"))
     js_lib = _script(js_lib)
