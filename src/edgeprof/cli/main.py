@@ -27,6 +27,7 @@ from edgeprof.cli import (
     logs,
     migrate,
     plot,
+    recommend,
     report,
     run,
     runs,
@@ -35,7 +36,21 @@ from edgeprof.cli import (
 from edgeprof.cli.common import Parser, UsageError
 from edgeprof.errors import UserError
 
-MODULES = (run, runs, attach, summary, check, compare, report, export, plot, logs, cleanup, migrate)
+MODULES = (
+    run,
+    runs,
+    attach,
+    summary,
+    check,
+    compare,
+    recommend,
+    report,
+    export,
+    plot,
+    logs,
+    cleanup,
+    migrate,
+)
 COMMANDS = [m.NAME for m in MODULES]
 
 
