@@ -11,9 +11,22 @@ service may rely on an earlier one):
 - ``healthcheck: true`` — the engine reports the image's HEALTHCHECK ``healthy``;
 - no probe — ready once it runs.
 
-Probes connect from this host to the container's address on the network (a user-defined
-bridge network is routed from the host). A service that exits before it is ready fails at
-once, one that is not ready within its ``start_timeout`` fails then, and either way
+``tcp`` and ``http`` probes connect from this host to the container's address on the
+network (a user-defined bridge network is routed from the host). They cannot where the
+engine's networks are not this host's: a remote engine (``DOCKER_HOST=tcp://…`` or
+``ssh://…``), rootless Docker or Podman, Docker Desktop. Such an engine is named when
+probing starts and in the failure message, with the fix: ``ready: {log: …}`` or
+``{healthcheck: true}``, which work with any engine. An HTTP probe sends one
+``GET PATH HTTP/1.1`` (``Connection: close``) and decides on the status line alone (never
+reading the body, so a streaming endpoint such as ``/bottom/live.mp4`` is ready once it
+answers 2xx; a 3xx is not ready); each try has at most 2 s (less near ``start_timeout``)
+for connecting, sending and reading that line together. A log probe searches each new line
+(stdout and stderr, the engine's timestamps stripped) on its own, fetching only lines
+newer than those already searched where the engine can. A HEALTHCHECK that reports
+``unhealthy`` is waited on until ``start_timeout`` (health may recover; an image without
+a start period reports unhealthy while it starts). An engine that fails while a service is
+watched fails that service too. A service that exits before it is ready fails at once,
+one that is not ready within its ``start_timeout`` fails then, and either way
 :class:`ServiceFailed` names the service, what was waited for and for how long, and ends
 with its last log lines; everything that call started is removed first.
 
@@ -24,7 +37,6 @@ with its last log lines; everything that call started is removed first.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import re
 import socket
@@ -213,7 +225,25 @@ def _start_one(
                 f"waiting up to {spec.start_timeout:g} s for {what}",
                 {"service": spec.name, "container": handle.name, "image": spec.image},
             )
-        _wait_ready(engine, spec, handle, network, t0)
+        caveat = None
+        if spec.ready is not None and (spec.ready.tcp is not None or spec.ready.http is not None):
+            caveat = host_probe_caveat(engine)
+            if caveat is not None and on_event is not None:
+                on_event(
+                    f"service {spec.name}: {caveat}, so this host may not reach the container "
+                    f"to probe it; {_PROBE_FIX}",
+                    {"service": spec.name, "caveat": caveat},
+                )
+        try:
+            _wait_ready(engine, spec, handle, network, t0, caveat)
+        except EngineError as e:  # the engine failed us while we watched: still this service's
+            _fail(
+                engine,
+                spec,
+                handle,
+                t0,
+                f"could not be watched while it started ({probe_text(spec)}): {e}",
+            )
         ready_s = time.monotonic() - t0
         if on_event is not None:
             on_event(
@@ -227,11 +257,80 @@ def _start_one(
     return RunningService(spec=spec, handle=handle, ready_s=ready_s)
 
 
-def _wait_ready(engine: Engine, spec: ServiceSpec, handle: Handle, network: str, t0: float) -> None:
+_PROBE_FIX = "use ready: {log: REGEX} or ready: {healthcheck: true}, which work with any engine"
+_LOCAL_TCP = re.compile(r"^tcp://(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?/?$")
+
+
+def host_probe_caveat(engine: Engine) -> str | None:
+    """Why this host may not reach a container's address on the engine's networks (a
+    remote engine, rootless Docker or Podman, Docker Desktop), in words; None when nothing
+    says so. tcp and http probes connect from this host; log and healthcheck probes do not."""
+    address = str(getattr(engine, "address", "") or "")
+    if getattr(engine, "local", True) is False and not _LOCAL_TCP.match(address):
+        return f"the engine is not on this host ({address or engine.description})"
+    info = getattr(engine, "info", None)
+    if isinstance(info, dict):
+        opts = " ".join(str(o) for o in info.get("SecurityOptions") or [])
+        if "name=rootless" in opts:
+            return "the engine runs rootless (its networks live in its own namespace)"
+        if "docker desktop" in str(info.get("OperatingSystem") or "").lower():
+            return "the engine runs in Docker Desktop's virtual machine"
+    return None
+
+
+class _LogFollower:
+    """The lines a container wrote since the last call (stdout's, then stderr's), without
+    the engine's timestamps. Where the engine can (``logs_since``) and a stream's lines
+    carry timestamps, only lines from the last one seen on are fetched (that line comes
+    again: harmless for a search); otherwise all, skipping those returned before."""
+
+    def __init__(self, engine: Engine, handle: Handle) -> None:
+        self.engine = engine
+        self.handle = handle
+        self.since: list[int | None] = [None, None]
+        self.seen = [0, 0]
+
+    def new_lines(self) -> list[str]:
+        fetch = getattr(self.engine, "logs_since", None)
+        if callable(fetch):
+            texts: tuple[str, str] = fetch(self.handle, (self.since[0], self.since[1]))
+        else:
+            texts = self.engine.logs(self.handle)
+        out: list[str] = []
+        for k, text in enumerate(texts):
+            lines = text.splitlines()
+            if callable(fetch) and self.since[k] is not None:
+                fresh = lines
+            else:
+                fresh = lines[self.seen[k] :]
+                self.seen[k] = max(self.seen[k], len(lines))
+            stamps = [_stamp(x) for x in lines]
+            if callable(fetch) and lines and all(t is not None for t in stamps):
+                self.since[k] = max(t for t in stamps if t is not None)
+            out += [_TIMESTAMP.sub("", x) for x in fresh]
+        return out
+
+
+def _stamp(line: str) -> int | None:
+    if not _TIMESTAMP.match(line):
+        return None
+    return parse_rfc3339(line.split(" ", 1)[0])
+
+
+def _wait_ready(
+    engine: Engine,
+    spec: ServiceSpec,
+    handle: Handle,
+    network: str,
+    t0: float,
+    caveat: str | None = None,
+) -> None:
     ready = spec.ready
     deadline = t0 + spec.start_timeout
-    pattern = re.compile(ready.log, re.MULTILINE) if ready is not None and ready.log else None
+    pattern = re.compile(ready.log) if ready is not None and ready.log is not None else None
+    follower = _LogFollower(engine, handle) if pattern is not None else None
     last = ""  # the probe's last answer, for the failure message
+    reached = False  # a tcp/http probe got an answer (a refusal counts) from the address
     pause = 0.02
     while True:
         info = engine.inspect(handle.container_id)
@@ -251,7 +350,8 @@ def _wait_ready(engine: Engine, spec: ServiceSpec, handle: Handle, network: str,
         remaining = deadline - now
         if ready is None:
             return
-        if ready.healthcheck:
+        hint = ""
+        if ready.healthcheck is not None:
             status = engine.health_status(handle)
             if status is None:
                 _fail(
@@ -264,28 +364,29 @@ def _wait_ready(engine: Engine, spec: ServiceSpec, handle: Handle, network: str,
                 )
             if status == "healthy":
                 return
-            if status == "unhealthy":
-                _fail(
-                    engine,
-                    spec,
-                    handle,
-                    t0,
-                    f"was reported unhealthy by its HEALTHCHECK after "
-                    f"{time.monotonic() - t0:.1f} s",
-                )
+            # "unhealthy" may still recover (an image without a start period reports it
+            # while starting): wait on until start_timeout
             last = f"health: {status}"
-        elif pattern is not None:
-            if pattern.search(_plain("\n".join(_merged(engine.logs(handle))))):
+            hint = (
+                "; Docker runs a HEALTHCHECK every 30 s unless the image sets --interval, so "
+                "a start_timeout shorter than that may see no check at all"
+            )
+        elif follower is not None and pattern is not None:
+            if any(pattern.search(line) for line in follower.new_lines()):
                 return
         else:
             ip = engine.container_ip(handle, network)
             if ip is None:
                 last = f"no address on network {network}"
             else:
-                ok, last = _probe(ip, ready, max(0.05, min(2.0, remaining)))
+                ok, last, answered = _probe(ip, ready, max(0.05, min(2.0, remaining)))
                 if ok:
                     return
+                reached = reached or answered
                 last = f"{last} at {ip}"
+            if caveat is not None or not reached:
+                why = caveat or "this host never reached the container's address"
+                hint = f"; {why}, and tcp/http probes connect from this host: {_PROBE_FIX}"
         if time.monotonic() >= deadline:
             detail = f" (last: {last})" if last else ""
             _fail(
@@ -294,35 +395,65 @@ def _wait_ready(engine: Engine, spec: ServiceSpec, handle: Handle, network: str,
                 handle,
                 t0,
                 f"was not ready after {spec.start_timeout:g} s waiting for "
-                f"{probe_text(spec)}{detail}",
+                f"{probe_text(spec)}{detail}{hint}",
             )
         time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         pause = min(pause * 1.5, 0.25)
 
 
-def _probe(ip: str, ready: ReadyProbe, timeout: float) -> tuple[bool, str]:
-    """One try of a tcp or http probe: (ready, what happened)."""
-    host = f"[{ip}]" if ":" in ip else ip
-    if ready.tcp is not None:
-        try:
-            with socket.create_connection((ip, ready.tcp), timeout=timeout):
-                return True, "connected"
-        except OSError as e:
-            return False, _oserror(e)
-    assert ready.http is not None  # a tcp or http probe
-    port, path = ready.http.port, _path(ready.http.path)
-    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+_STATUS_LINE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})(?: ([^\r\n]*))?\r?\n")
+_MAX_STATUS_LINE = 8192
+
+
+def _probe(ip: str, ready: ReadyProbe, timeout: float) -> tuple[bool, str, bool]:
+    """One try of a tcp or http probe within ``timeout`` seconds in all: (ready, what
+    happened, whether the address answered at all — a refusal counts)."""
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out")
+        return remaining
+
+    port = ready.tcp if ready.tcp is not None else ready.http.port if ready.http else 0
     try:
-        conn.request("GET", path, headers={"Host": f"{host}:{port}"})
-        resp = conn.getresponse()
-        resp.read(1 << 16)
-        if 200 <= resp.status < 300:
-            return True, f"HTTP {resp.status}"
-        return False, f"HTTP {resp.status} {resp.reason}".rstrip()
-    except (OSError, http.client.HTTPException) as e:
-        return False, _oserror(e)
-    finally:
-        conn.close()
+        sock = socket.create_connection((ip, port), timeout=left())
+    except OSError as e:
+        return False, _oserror(e), isinstance(e, ConnectionRefusedError)
+    with sock:
+        if ready.tcp is not None:
+            return True, "connected", True
+        assert ready.http is not None  # a tcp or http probe
+        host = f"[{ip}]" if ":" in ip else ip
+        request = (
+            f"GET {_path(ready.http.path)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "User-Agent: edgeprof\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        )
+        buf = b""
+        try:
+            sock.settimeout(left())
+            sock.sendall(request.encode("ascii"))
+            while b"\n" not in buf and len(buf) < _MAX_STATUS_LINE:
+                sock.settimeout(left())
+                chunk = sock.recv(1024)
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError as e:
+            return False, _oserror(e) + (" (before a status line)" if not buf else ""), True
+        m = _STATUS_LINE.match(buf)
+        if m is None:
+            got = buf.split(b"\n", 1)[0][:60].decode("latin-1")
+            return (
+                False,
+                (f"not an HTTP answer: {got!r}" if buf else "closed without an answer"),
+                True,
+            )
+        status, reason = int(m.group(1)), (m.group(2) or b"").decode("latin-1").strip()
+        if 200 <= status < 300:
+            return True, f"HTTP {status}", True
+        return False, f"HTTP {status} {reason}".rstrip(), True
 
 
 def _oserror(e: BaseException) -> str:

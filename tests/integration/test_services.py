@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import secrets
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 BUSYBOX = "edgeprof-test/busybox:latest"
 HEALTHY = "edgeprof-test/busybox-health:latest"
+FLAKY = "edgeprof-test/busybox-flaky-health:latest"
 # serves /w/x ("hello") on 8090 in the foreground; busybox httpd logs nothing by itself
 WEB = [
     "sh",
@@ -324,3 +326,121 @@ def test_cleanup_removes_a_dead_owners_network(engine: str) -> None:
     finally:
         eng.remove_network(net)
         eng.close()
+
+
+def _nc_server(script: str) -> list[str]:
+    """busybox ``nc`` answering every connection on 8090 with ``script`` (sh)."""
+    return [
+        "sh",
+        "-c",
+        f"printf '%s\\n' {shlex.quote(script)} > /a.sh && chmod +x /a.sh && echo serving "
+        "&& exec nc -ll -p 8090 -e /a.sh",
+    ]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # a live stream: the status line, then one byte a second, never ending
+        "printf 'HTTP/1.0 200 OK\\r\\n\\r\\n'; while true; do printf x; sleep 1; done",
+        # 200 and headers, then nothing for minutes
+        "printf 'HTTP/1.1 200 OK\\r\\nContent-Type: video/mp4\\r\\n\\r\\n'; sleep 600",
+    ],
+    ids=["trickled-body", "pause"],
+)
+def test_http_probe_is_ready_on_a_stream_without_reading_its_body(run: Run, answer: str) -> None:
+    t0 = time.monotonic()
+    (rs,) = running = run.start(
+        svc(
+            name="playback",
+            args=_nc_server(answer),
+            ready={"http": {"port": 8090, "path": "/bottom/live.mp4"}},
+            start_timeout=30,
+        )
+    )
+    took = time.monotonic() - t0
+    print(f"\nstream http probe: ready_s={rs.ready_s:.3f} (call {took:.3f} s)")
+    assert rs.ready_s < 5
+    stop_services(run.engine, running)
+
+
+def test_http_probe_of_a_server_trickling_its_status_line_fails_in_time(run: Run) -> None:
+    answer = "for c in H T T P / 1 . 0 ' ' 2 0 0; do printf \"$c\"; sleep 1; done"
+    t0 = time.monotonic()
+    with pytest.raises(ServiceFailed) as ei:
+        run.start(svc(args=_nc_server(answer), ready={"http": {"port": 8090}}, start_timeout=3))
+    took = time.monotonic() - t0
+    print(f"\ntrickled status line: failed after {took:.2f} s (start_timeout 3)")
+    assert 3 <= took < 3 + 2.5
+    assert re.search(r"\(last: timed out at \d+\.\d+\.\d+\.\d+\)", str(ei.value)), ei.value
+    assert run.left()[0] == []
+
+
+def test_log_probe_of_a_chatty_service_reads_new_lines_only(run: Run) -> None:
+    # 20000 lines at once, then the line it is ready on, 1 s later, on stderr
+    args = [
+        "sh",
+        "-c",
+        "seq 1 20000 | sed 's/^/noise /'; sleep 1; echo 'ready: listening' >&2; sleep 600",
+    ]
+    fetched: list[int] = []
+    eng = run.engine
+    real = eng.logs_since
+
+    def counting(handle: Any, since_ns: tuple[int | None, int | None]) -> tuple[str, str]:
+        out, err = real(handle, since_ns)
+        fetched.append(out.count("\n"))
+        return out, err
+
+    eng.logs_since = counting  # type: ignore[method-assign]
+    try:
+        (rs,) = running = run.start(
+            svc(name="chatty", args=args, ready={"log": r"^ready: listening$"}, start_timeout=30)
+        )
+    finally:
+        del eng.logs_since
+    print(f"\nchatty log probe: ready_s={rs.ready_s:.3f}, stdout lines per fetch {fetched}")
+    assert 1 <= rs.ready_s < 10
+    # each line fetched about once (lines the engine stamped alike with the last one seen
+    # come again), not all 20000 on every poll
+    assert sum(fetched) < 2 * 20000 and fetched[-1] < 1000, fetched
+    logs = stop_services(eng, running)
+    assert logs["chatty"][0].count("\n") == 20000
+
+
+def test_healthcheck_probe_waits_through_unhealthy(run: Run) -> None:
+    """An image without a start period reports unhealthy while it starts: not a failure."""
+    dockerfile = (
+        f"FROM {BUSYBOX}\n"
+        'CMD ["sh", "-c", "sleep 3; touch /tmp/ok; exec sleep 600"]\n'
+        "HEALTHCHECK --interval=1s --timeout=5s --retries=1 CMD test -f /tmp/ok\n"
+    )
+    run.engine.client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=FLAKY, rm=True, forcerm=True
+    )
+    seen: list[str] = []
+    real = run.engine.health_status
+
+    def watching(handle: Any) -> str | None:
+        status = real(handle)
+        seen.append(str(status))
+        return status
+
+    run.engine.health_status = watching  # type: ignore[method-assign]
+    try:
+        (rs,) = running = run.start(
+            svc(image=FLAKY, args=[], ready={"healthcheck": True}, start_timeout=30)
+        )
+    finally:
+        del run.engine.health_status
+    print(f"\nunhealthy, then healthy: ready_s={rs.ready_s:.3f}")
+    assert "unhealthy" in seen and seen[-1] == "healthy"
+    assert 3 <= rs.ready_s < 15
+    stop_services(run.engine, running)
+    # never healthy within start_timeout: says what it saw last, and Docker's interval
+    with pytest.raises(ServiceFailed) as ei:
+        run.start(
+            svc(image=FLAKY, args=["sleep", "600"], ready={"healthcheck": True}, start_timeout=4)
+        )
+    assert "(last: health: unhealthy); Docker runs a HEALTHCHECK every 30 s" in str(ei.value)
+    assert run.left()[0] == []

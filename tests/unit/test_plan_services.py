@@ -98,7 +98,7 @@ def test_matrix_env_and_resource_values_and_default_names() -> None:
         "t1-true-256m",
         "t1-true-1g",
     ]
-    assert [r.env["B"] for r in runs] == ["x", "x", "2", "2", "True", "True"]
+    assert [r.env["B"] for r in runs] == ["x", "x", "2", "2", "true", "true"]
     assert all(r.env["A"] == "spec" for r in runs)
     assert [r.target.resources.memory for r in runs[:2]] == [256 * 1024**2, 1024**3]
 

@@ -203,9 +203,23 @@ def test_healthcheck_probe() -> None:
     assert "image fake:latest has no HEALTHCHECK" in str(ei.value)
     assert e.running() == []
 
+    # unhealthy is not final: health recovers, and an image without a start period reports
+    # unhealthy while it starts
+    steps = [(0, "starting"), (0.1, "unhealthy"), (0.4, "healthy")]
+    e = fake({"h": Script(run_s=None, health=steps)})
+    (rs,) = start(e, svc(name="h", ready={"healthcheck": True}, start_timeout=30))
+    assert 0.4 <= rs.ready_s < 1.5
+    stop_services(e, [rs])
+
     e = fake({"h": Script(run_s=None, health=[(0, "starting"), (0.1, "unhealthy")])})
-    with pytest.raises(ServiceFailed, match="reported unhealthy by its HEALTHCHECK"):
-        start(e, svc(name="h", ready={"healthcheck": True}, start_timeout=30))
+    t0 = time.monotonic()
+    with pytest.raises(ServiceFailed) as ei:
+        start(e, svc(name="h", ready={"healthcheck": True}, start_timeout=0.6))
+    assert 0.6 <= time.monotonic() - t0 < 1.5
+    assert (
+        "was not ready after 0.6 s waiting for its HEALTHCHECK to report healthy "
+        "(last: health: unhealthy); Docker runs a HEALTHCHECK every 30 s"
+    ) in str(ei.value)
     assert e.running() == []
 
 
@@ -383,3 +397,252 @@ def test_docker_request_joins_the_network_with_aliases() -> None:
     for builtin in ("none", "host", "bridge", "container:abc"):
         kw = e._create_kwargs(ContainerRequest(image="i", name="n", command=[], network=builtin))
         assert kw["network_mode"] == builtin and "networking_config" not in kw
+
+
+# -- the HTTP probe: one status line within a per-try deadline, never the body --------------
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Any]:
+    """``serve(answer)``: a local TCP server whose connections each run ``answer(conn)``
+    after reading the request's first line; returns (port, requests seen)."""
+    stop = threading.Event()
+    listeners: list[socket.socket] = []
+
+    def serve(answer: Any) -> tuple[int, list[bytes]]:
+        seen: list[bytes] = []
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(16)
+        ls.settimeout(0.1)
+        listeners.append(ls)
+
+        def one(conn: socket.socket) -> None:
+            with conn:
+                conn.settimeout(5)
+                try:
+                    seen.append(conn.recv(4096))
+                    answer(conn, stop)
+                except OSError:
+                    pass
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = ls.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=loop, daemon=True).start()
+        return int(ls.getsockname()[1]), seen
+
+    yield serve
+    stop.set()
+    for ls in listeners:
+        ls.close()
+
+
+def _trickle(head: bytes, every_s: float) -> Any:
+    """Send ``head``, then one byte every ``every_s`` until the client goes (a stream)."""
+
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(head)
+        while not stop.wait(every_s):
+            conn.sendall(b"x")
+
+    return answer
+
+
+def test_http_probe_is_ready_on_a_streaming_2xx_without_reading_the_body(raw_server: Any) -> None:
+    # a live stream (/bottom/live.mp4): the status line, then a body that never ends
+    for head in (b"HTTP/1.0 200 OK\r\n\r\n", b"HTTP/1.1 206 Partial Content\r\nContent-Ty"):
+        port, seen = raw_server(_trickle(head, 0.2))
+        e = fake({"playback": Script(run_s=None)})
+        spec = svc(name="playback", ready={"http": {"port": port, "path": "/bottom/live.mp4"}})
+        (rs,) = start(e, spec)
+        assert rs.ready_s < 0.5, rs.ready_s
+        stop_services(e, [rs])
+        assert seen[0].startswith(b"GET /bottom/live.mp4 HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert b"Connection: close\r\n" in seen[0]
+    assert e.running() == []
+
+
+def test_http_probe_that_trickles_its_status_line_fails_within_the_timeout(
+    raw_server: Any,
+) -> None:
+    # one byte a second: no try may wait past its own deadline (2 s, less near the end)
+    port, _ = raw_server(_trickle(b"H", 1.0))
+    e = fake({"playback": Script(run_s=None)})
+    spec = svc(name="playback", ready={"http": {"port": port}}, start_timeout=1.5)
+    t0 = time.monotonic()
+    with pytest.raises(ServiceFailed) as ei:
+        start(e, spec)
+    took = time.monotonic() - t0
+    assert 1.5 <= took < 1.5 + 0.5, took
+    assert "(last: timed out at 127.0.0.1)" in str(ei.value)
+    assert e.running() == []
+
+
+def test_http_probe_redirect_and_garbage_are_not_ready(raw_server: Any) -> None:
+    def once(data: bytes) -> Any:
+        def answer(conn: socket.socket, stop: threading.Event) -> None:
+            conn.sendall(data)
+
+        return answer
+
+    for data, last in (
+        (b"HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\n", "HTTP 302 Found"),
+        (b"SSH-2.0-OpenSSH\r\n", "not an HTTP answer: 'SSH-2.0-OpenSSH\\r'"),
+        (b"", "closed without an answer"),
+    ):
+        port, _ = raw_server(once(data))
+        e = fake({"web": Script(run_s=None)})
+        with pytest.raises(ServiceFailed) as ei:
+            start(e, svc(name="web", ready={"http": {"port": port}}, start_timeout=0.3))
+        assert f"(last: {last} at 127.0.0.1)" in str(ei.value)
+        # the address answered: no hint about engines whose networks this host cannot reach
+        assert "connect from this host" not in str(ei.value)
+        assert e.running() == []
+
+
+# -- the log probe: line by line, only new lines -----------------------------------------------
+
+
+def test_log_probe_matches_within_one_line_only() -> None:
+    e = fake({"broker": Script(run_s=None, stdout="foo\nbar\n")})
+    with pytest.raises(ServiceFailed, match="waiting for a log line matching 'foo\\\\\\\\nbar'"):
+        start(e, svc(name="broker", ready={"log": r"foo\nbar"}, start_timeout=0.3))
+    with pytest.raises(ServiceFailed):
+        start(e, svc(name="broker", ready={"log": r"^foo$(?s:.)*^bar$"}, start_timeout=0.3))
+    (rs,) = start(e, svc(name="broker", ready={"log": r"^bar$"}))
+    stop_services(e, [rs])
+    assert e.running() == []
+
+
+def _rfc3339(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+class ChattyEngine(FakeEngine):
+    """A fake whose service writes 5000 timestamped lines at once, then ``ready`` on stderr
+    after 0.3 s; it answers ``logs_since`` like Docker (lines at or after the time given)."""
+
+    def __init__(self) -> None:
+        super().__init__({"chatty": Script(run_s=None)})
+        self.t0 = time.time_ns()
+        self.returned: list[int] = []
+        self.full_fetches = 0
+
+    def _lines(self, stream: int) -> list[tuple[int, str]]:
+        if stream == 0:
+            return [(self.t0 + i, f"noise {i}") for i in range(5000)]
+        now = time.time_ns()
+        return [(self.t0 + 300_000_000, "ready")] if now - self.t0 >= 300_000_000 else []
+
+    def logs_since(self, handle: Any, since_ns: tuple[int | None, int | None]) -> tuple[str, str]:
+        texts = []
+        for k in (0, 1):
+            lines = [
+                f"{_rfc3339(t)} {x}\n"
+                for t, x in self._lines(k)
+                if since_ns[k] is None or t >= since_ns[k]  # type: ignore[operator]
+            ]
+            self.returned.append(len(lines))
+            texts.append("".join(lines))
+        return texts[0], texts[1]
+
+    def logs(self, handle: Any) -> tuple[str, str]:
+        self.full_fetches += 1
+        return self.logs_since(handle, (None, None))
+
+
+def test_log_probe_fetches_only_new_lines_and_strips_timestamps() -> None:
+    e = ChattyEngine()
+    e.create_network(NET, dict(LABELS))
+    (rs,) = start(e, svc(name="chatty", ready={"log": r"^ready$"}))
+    assert 0.3 <= rs.ready_s < 1.0
+    stdout_fetches = e.returned[0::2]
+    assert stdout_fetches[0] == 5000 and len(stdout_fetches) >= 3
+    assert all(n == 1 for n in stdout_fetches[1:])  # the last line seen, again; no more
+    assert e.full_fetches == 0
+    stop_services(e, [rs])
+
+
+# -- engine failures and HEALTHCHECKs ---------------------------------------------------------
+
+
+def test_an_engine_failure_while_waiting_is_a_service_failure() -> None:
+    from edgeprof.errors import EngineError
+
+    class Failing(FakeEngine):
+        def health_status(self, handle: Any) -> str | None:
+            raise EngineError("cannot inspect container x: connection reset")
+
+    e = Failing({"h": Script(run_s=None, health=[(0, "starting")])})
+    e.create_network(NET, dict(LABELS))
+    with pytest.raises(ServiceFailed) as ei:
+        start(e, svc(name="h", ready={"healthcheck": True}))
+    assert ei.value.service == "h"
+    assert str(ei.value).startswith(
+        "service 'h' (fake:latest) could not be watched while it started (its HEALTHCHECK to "
+        "report healthy): cannot inspect container x: connection reset; its last 1 log line(s)"
+    )
+    assert e.running() == []
+
+
+# -- engines whose networks this host cannot reach ---------------------------------------------
+
+
+def test_host_probe_caveat_names_remote_rootless_and_desktop_engines() -> None:
+    from edgeprof.services import host_probe_caveat
+
+    class Eng(FakeEngine):
+        def __init__(self, **attrs: Any) -> None:
+            super().__init__()
+            self.__dict__.update(attrs)
+
+    assert host_probe_caveat(FakeEngine()) is None
+    for address in ("ssh://me@node", "tcp://10.0.0.5:2376"):
+        caveat = host_probe_caveat(Eng(local=False, address=address))
+        assert caveat == f"the engine is not on this host ({address})"
+    for address in ("tcp://127.0.0.1:2375", "tcp://localhost:2375", "tcp://[::1]:2375"):
+        assert host_probe_caveat(Eng(local=False, address=address)) is None
+    rootless = Eng(local=True, info={"SecurityOptions": ["name=seccomp", "name=rootless"]})
+    assert "rootless" in str(host_probe_caveat(rootless))
+    desktop = Eng(local=True, info={"OperatingSystem": "Docker Desktop"})
+    assert "Docker Desktop" in str(host_probe_caveat(desktop))
+    assert host_probe_caveat(Eng(local=True, info={"OperatingSystem": "Ubuntu"})) is None
+
+
+def test_a_probe_from_a_host_that_cannot_reach_the_service_says_how_to_fix_it() -> None:
+    class Remote(FakeEngine):
+        local = False
+        address = "ssh://me@node"
+
+    e = Remote({"web": Script(run_s=None)})
+    e.create_network(NET, dict(LABELS))
+    events: list[str] = []
+    with pytest.raises(ServiceFailed) as ei:
+        start(
+            e,
+            svc(name="web", ready={"tcp": free_port()}, start_timeout=0.3),
+            on_event=lambda m, d: events.append(m),
+        )
+    fix = "use ready: {log: REGEX} or ready: {healthcheck: true}, which work with any engine"
+    assert (
+        "(last: connection refused at 127.0.0.1); the engine is not on this host "
+        f"(ssh://me@node), and tcp/http probes connect from this host: {fix}"
+    ) in str(ei.value)
+    assert any("the engine is not on this host" in m and fix in m for m in events)
+    # a local engine that gives the container no address this host could try
+    local = fake({"web": Script(run_s=None, ip=None)})
+    with pytest.raises(ServiceFailed) as ei:
+        start(local, svc(name="web", ready={"tcp": 8090}, start_timeout=0.3))
+    assert (
+        f"(last: no address on network {NET}); this host never reached the container's "
+        f"address, and tcp/http probes connect from this host: {fix}"
+    ) in str(ei.value)
+    assert local.running() == [] and e.running() == []

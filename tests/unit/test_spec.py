@@ -537,6 +537,35 @@ SVC = "name: a\nprofiling:\n  targets: [{name: gpu}, {name: cpu}]\n  services:\n
             ["'image.jpg'", "start with '/'"],
         ),
         ("      ready: {udp: 80}\n", 7, "profiling.services[0].ready.udp", ["spelling"]),
+        # a port is digits: int() would take these
+        *(
+            (f"      ready: {{tcp: '{v}'}}\n", 7, "profiling.services[0].ready.tcp", ["digits"])
+            for v in ("8_0", "+80", " 80 ", "٨٠")
+        ),
+        (
+            "      ready: {http: {port: '8_090'}}\n",
+            7,
+            "profiling.services[0].ready.http.port",
+            ["'8_090'", "digits"],
+        ),
+        # an empty pattern matches every line: the service would be "ready" at its first line
+        *(
+            (f"      ready: {{log: '{v}'}}\n", 7, "profiling.services[0].ready.log", ["empty"])
+            for v in ("", "  ")
+        ),
+        *(
+            (
+                f'      ready: {{http: {{port: 80, path: "{v}"}}}}\n',
+                7,
+                "profiling.services[0].ready.http.path",
+                ["percent-encode", "%20"],
+            )
+            for v in ("/a b", "/a\\tb", "/caméra")
+        ),
+        *(
+            (f"      start_timeout: {v}\n", 7, "profiling.services[0].start_timeout", [])
+            for v in (".inf", ".nan", "3601")
+        ),
         ("      start_timeout: 0\n", 7, "profiling.services[0].start_timeout", []),
         ("      scope: always\n", 7, "profiling.services[0].scope", []),
         ("      volumes: [/nocolon]\n", 7, "profiling.services[0].volumes", ["HOST_PATH"]),
@@ -747,15 +776,13 @@ def test_bad_scenario(tmp_path: Path, entry: str, key: str, words: list[str]) ->
         ("{args: ['ok', \"'open\"]}", "profiling.targets[0].matrix.args[1]", ["shell line"]),
         ("{args: [{a: 1}]}", "profiling.targets[0].matrix.args[0]", ["shell line or a list"]),
         ("{env.MODE: [[1]]}", "profiling.targets[0].matrix.env.MODE[0]", ["single value"]),
-        (
-            "{env.A: ['x y', 'x-y']}",
-            "profiling.targets[0].matrix",
-            ["names two targets 't-x-y'", "differ"],
-        ),
-        (
-            "{args: ['--n 1', '--n=1']}",
-            "profiling.targets[0].matrix",
-            ["names two targets 't-n-1'"],
+        *(
+            (
+                f"{{'{k}': [1, 2]}}",
+                f"profiling.targets[0].matrix.{k}",
+                [f"'{k}'", "environment variable"],
+            )
+            for k in ("env.A=B", "env.A B", "env. ")
         ),
     ],
 )
@@ -818,3 +845,100 @@ def test_target_name_used_twice_after_matrix_expansion(tmp_path: Path) -> None:
     )
     _assert_where(msg, p, 5, "profiling.targets[1].name")
     assert "'infer-1' is used twice" in msg
+
+
+def test_matrix_values_alike_but_for_punctuation_are_named_by_position() -> None:
+    def names(matrix: str) -> list[str]:
+        text = f"name: a\nprofiling:\n  targets:\n    - name: t\n      matrix: {matrix}\n"
+        return [tr.name for tr in plan(parse_spec(text).spec)]
+
+    # within one key: that key's values go by position, the other keys keep their values
+    assert names("{cpus: [1, 2], cpuset: ['0-1', '0,1']}") == ["t-1-1", "t-1-2", "t-2-1", "t-2-2"]
+    assert names("{env.A: ['x y', 'x-y'], memory: [1g]}") == ["t-1-1g", "t-2-1g"]
+    runs = plan(
+        parse_spec(
+            "name: a\nprofiling:\n  targets:\n    - {name: t, matrix: {args: ['--n 1', '--n=1']}}\n"
+        ).spec
+    )
+    assert [(r.name, r.argv) for r in runs] == [("t-1", ["--n", "1"]), ("t-2", ["--n=1"])]
+    assert [
+        r.target.resources.cpuset
+        for r in plan(
+            parse_spec(
+                "name: a\nprofiling:\n  targets:\n    - {name: t, matrix: {cpuset: ['0-1', '0,1']}}\n"
+            ).spec
+        )
+    ] == ["0-1", "0,1"]
+    # across keys (parts joining alike): every key by position
+    assert names("{env.A: ['x-y', x], env.B: [z, 'y-z']}") == ["t-1-1", "t-1-2", "t-2-1", "t-2-2"]
+    # values that differ keep their names
+    assert names("{cpus: [0.5, 1]}") == ["t-0.5", "t-1"]
+
+
+def test_matrix_args_booleans_are_true_and_false_like_a_targets_args() -> None:
+    spec = parse_spec(
+        "name: a\nprofiling:\n  targets:\n"
+        "    - {name: t, args: [-v, yes], matrix: {args: [on, off, [no, 2]]}}\n"
+    ).spec
+    assert [(r.name, r.argv) for r in plan(spec)] == [
+        ("t-true", ["-v", "true", "true"]),
+        ("t-false", ["-v", "true", "false"]),
+        ("t-false-2", ["-v", "true", "false", "2"]),
+    ]
+
+
+def test_env_booleans_are_true_and_false() -> None:
+    spec = parse_spec(
+        "name: a\nrun: {env: {R: yes}}\nprofiling:\n  targets:\n"
+        "    - {name: t, env: {A: on, B: off, C: null, D: 1}, matrix: {env.M: [on, 'on']}}\n"
+    ).spec
+    runs = plan(spec)
+    assert [r.env for r in runs] == [
+        {"R": "true", "A": "true", "B": "false", "C": "", "D": "1", "M": m} for m in ("true", "on")
+    ]
+    assert [r.name for r in runs] == ["t-true", "t-on"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "words"),
+    [
+        (
+            "  targets: [{name: gpu}, {name: cpu}]\n  scenarios:\n    - {name: gpu, together: [gpu, cpu]}\n",
+            5,
+            "profiling.scenarios[0].name",
+            ["scenario name 'gpu'", "also a target's name", "rename the scenario"],
+        ),
+        (
+            "  targets: [{name: gpu, matrix: {cpus: [1, 2]}}, {name: cpu}]\n  scenarios:\n"
+            "    - {name: gpu-2, together: [gpu-1, cpu]}\n",
+            5,
+            "profiling.scenarios[0].name",
+            ["'gpu-2'", "also a target's name"],
+        ),
+        (
+            "  targets: [{}, {}]\n  scenarios:\n    - {name: t2, together: [t1, t2]}\n",
+            5,
+            "profiling.scenarios[0].name",
+            ["'t2'", "also a target's name"],
+        ),
+        (
+            "  targets: [{name: gpu}, {name: cpu}]\n  scenarios:\n    - {name: service, together: [gpu, cpu]}\n",
+            5,
+            "profiling.scenarios[0].name",
+            ["'service' is reserved", "service/NAME", "rename the scenario"],
+        ),
+        (
+            "  targets: [{name: gpu}, {name: service}]\n",
+            3,
+            "profiling.targets[1].name",
+            ["target name 'service' is reserved", "rename the target"],
+        ),
+    ],
+)
+def test_names_that_would_clash_with_service_and_member_rows(
+    tmp_path: Path, text: str, line: int, key: str, words: list[str]
+) -> None:
+    msg, p = _error(tmp_path, "name: a\nprofiling:\n" + text)
+    _assert_where(msg, p, line, key)
+    for w in words:
+        assert w in msg, msg

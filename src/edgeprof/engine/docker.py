@@ -278,6 +278,27 @@ class DockerEngine:
             return "", ""
         return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
+    def logs_since(
+        self, handle: Handle, since_ns: tuple[int | None, int | None]
+    ) -> tuple[str, str]:
+        """Like :meth:`logs`, each stream only from its ``since_ns`` on (None: all of it);
+        a line at exactly that time comes again (the engine's filter keeps it; 1 us of
+        margin covers the float the API takes)."""
+        api = self.client.api
+        texts: list[str] = []
+        for stdout, since in ((True, since_ns[0]), (False, since_ns[1])):
+            kw: dict[str, Any] = {}
+            if since is not None and since > 1000:
+                kw["since"] = since / 1e9 - 1e-6
+            try:
+                raw = api.logs(
+                    handle.container_id, stdout=stdout, stderr=not stdout, timestamps=True, **kw
+                )
+            except self._failures as e:
+                raise EngineError(f"cannot read the logs of {handle.name}: {_short(e)}") from None
+            texts.append(raw.decode("utf-8", "replace"))
+        return texts[0], texts[1]
+
     def _safe_remove(self, container_id: str) -> None:
         with contextlib.suppress(*self._failures):
             self.client.api.remove_container(container_id, force=True, v=True)
