@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from edgeprof.engine.base import ContainerRequest
 from edgeprof.errors import SpecError
+from edgeprof.spec.code import CodeOptions, merge_code
 from edgeprof.spec.load import LoadedSpec
 from edgeprof.spec.models import RunOptions, ServiceSpec, Spec, TargetSpec
 
@@ -52,6 +53,8 @@ class TargetRun:
     """For a scenario member: the name of the alone target it is (``gpu`` for ``both/gpu``)."""
     matrix: dict[str, Any] = field(default_factory=dict)
     """The matrix values (as written in the spec) that made this target; empty without one."""
+    code: CodeOptions | None = None
+    """``profiling.code``: the target's fields over the spec's; None when neither asks."""
 
     @property
     def alone_name(self) -> str:
@@ -95,6 +98,7 @@ def _alone(spec: Spec) -> list[TargetRun]:
                 services=_services(spec, t),
                 data_config=_data_config(spec, t),
                 matrix=dict(cell.values),
+                code=merge_code(spec.profiling.code, cell.target.code),
             )
         )
     return out
@@ -243,4 +247,6 @@ def target_config(tr: TargetRun) -> dict[str, Any]:
     if tr.scenario is not None:
         config["scenario"] = tr.scenario
         config["base_target"] = tr.base_target
+    if tr.code is not None and tr.code.enabled:
+        config["code"] = tr.code.model_dump()
     return config

@@ -84,6 +84,9 @@ class LineProgress(QuietProgress):
     def target_ended(self, tr: TargetRun, result: TargetResult) -> None:
         self.c.print(_end_line(tr, result))
 
+    def service_note(self, message: str) -> None:
+        self.c.print(message)
+
 
 class RichProgress(LineProgress):
     def __init__(self, console: Console) -> None:
@@ -177,6 +180,9 @@ class LiveProgress(QuietProgress):
         else:
             state = f"{elapsed:.0f}/{timeout:g}s" if timeout else f"{elapsed:.0f}s"
         self.view.set_state(tr.name, state)
+
+    def service_note(self, message: str) -> None:
+        self.view.print(message)
 
     def target_ended(self, tr: TargetRun, result: TargetResult) -> None:
         if result.status in ("exited", "failed") and result.exit_code is not None:

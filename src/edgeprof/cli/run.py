@@ -26,7 +26,9 @@ def add(sub: Any) -> None:
         NAME,
         help="run every target of a spec in a fresh container, sample, store, summarize",
         description="Run every target of SPEC in a fresh container, sample it, store it and "
-        "print a summary; then check the spec's budgets (profiling.budgets, and each "
+        "print a summary (services start before the targets that need them, on a private "
+        "network, and are removed after; scenarios run their targets together, after the "
+        "alone runs); then check the spec's budgets (profiling.budgets, and each "
         "target's) and print each with its measured value and verdict.\n\nExit code 0 when "
         "every target ran (exited, or stopped at its timeout) and every budget passed; 1 when "
         "a target failed (non-zero exit, OOM kill, could not start) or a budget failed (or "
@@ -45,7 +47,12 @@ def add(sub: Any) -> None:
         help="sampling interval in seconds, at least 0.01 (default: profiling.interval, else 1)",
     )
     p.add_argument(
-        "-t", "--target", metavar="NAME", action="append", help="run only this target (repeatable)"
+        "-t",
+        "--target",
+        metavar="NAME",
+        action="append",
+        help="run only this target (repeatable); a scenario runs when all its targets are "
+        "selected, and naming a scenario selects its targets",
     )
     p.add_argument(
         "--stats-source",
@@ -66,9 +73,9 @@ def main(ns: argparse.Namespace) -> int:
     from edgeprof.analyze.budgets import evaluate_run
     from edgeprof.analyze.summary import summarize
     from edgeprof.cli.progress import make_progress
+    from edgeprof.cli.summary import print_text
     from edgeprof.engine.docker import DockerEngine
     from edgeprof.prometheus import serve_prometheus
-    from edgeprof.report.terminal import print_summary
     from edgeprof.runner import RunSettings, run_profile
     from edgeprof.signals import DeferSignals
     from edgeprof.spec import load_spec
@@ -110,7 +117,7 @@ def main(ns: argparse.Namespace) -> int:
     if ns.json:
         print(json.dumps(s.to_json(), indent=2))
     else:
-        print_summary(s)
+        print_text(s)  # apps, then services and scenarios apart
         print(f"run id: {result.run_id}")
     # budgets: after every target finished; under --json the table goes to stderr
     results = evaluate_run(s)

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from edgeprof.collect.registry import DEFAULT_GROUPS, KNOWN_GROUPS
+from edgeprof.spec.code import CodeOptions
 
 MIN_INTERVAL_S = 0.01
 
@@ -279,8 +280,20 @@ def _env_dict(v: Any) -> Any:
             out[k] = val
         return out
     if isinstance(v, dict):
-        return {str(k): "" if val is None else str(val) for k, val in v.items()}
+        return {str(k): _env_value(val) for k, val in v.items()}
     return v
+
+
+def _env_value(val: Any) -> Any:
+    """An environment value as text: YAML's booleans (``on``, ``yes``, ``true``) as
+    ``true``/``false``, null as empty; a mapping or list is left for pydantic to refuse."""
+    if val is None:
+        return ""
+    if isinstance(val, bool):
+        return "true" if val else "false"
+    if isinstance(val, dict | list):
+        return val
+    return str(val)
 
 
 def _check_budgets(v: Any) -> Any:
@@ -299,6 +312,9 @@ BUDGETS_HELP = (
 _HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 _TARGET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 PROBE_KINDS = ("tcp", "http", "log", "healthcheck")
+SERVICE_ROWS = "service"
+"""The name run-scope services are stored under (``service/NAME``): no target or scenario
+may take it."""
 
 
 def _check_port(v: Any) -> Any:
@@ -306,10 +322,9 @@ def _check_port(v: Any) -> Any:
         return v
     if isinstance(v, bool) or not isinstance(v, int | str):
         raise ValueError(f"port {v!r} must be a number between 1 and 65535")
-    try:
-        port = int(v)
-    except ValueError:
-        raise ValueError(f"port {v!r} must be a number between 1 and 65535") from None
+    if isinstance(v, str) and not re.fullmatch(r"[0-9]{1,5}", v):
+        raise ValueError(f"port {v!r} must be a number between 1 and 65535, digits only")
+    port = int(v)
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1-65535; use a port between 1 and 65535")
     return port
@@ -328,6 +343,11 @@ class HttpProbe(_Model):
     def _path(cls, v: str) -> str:
         if not v.startswith("/"):
             raise ValueError(f"path {v!r} must start with '/', e.g. /bottom/image.jpg")
+        if not v.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError(
+                f"path {v!r} has a space, control or non-ASCII character, which cannot go "
+                "in a request line; percent-encode it (a space is %20)"
+            )
         return v
 
 
@@ -347,6 +367,11 @@ class ReadyProbe(_Model):
     @classmethod
     def _log(cls, v: str | None) -> str | None:
         if v is not None:
+            if not v.strip():
+                raise ValueError(
+                    "log pattern is empty, which every line matches; give a regular "
+                    "expression of the line that says it is ready, e.g. log: 'listening on'"
+                )
             try:
                 re.compile(v)
             except re.error as e:
@@ -393,7 +418,9 @@ class ServiceSpec(_Model):
     args: str | list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     volumes: list[str] = Field(default_factory=list, description="HOST:CONTAINER[:ro]")
-    start_timeout: float = Field(default=60, gt=0, description="seconds to become ready")
+    start_timeout: float = Field(
+        default=60, gt=0, le=3600, allow_inf_nan=False, description="seconds to become ready"
+    )
     profile: bool = Field(default=False, description="sample it too (role service)")
     ready: ReadyProbe | None = Field(default=None, description="None: ready once it runs")
     scope: Literal["run", "target"] = Field(
@@ -458,6 +485,7 @@ _RESOURCE_KEYS = (
 )
 MATRIX_KEYS_HELP = "args, env.NAME or a resources field (" + ", ".join(_RESOURCE_KEYS) + ")"
 MAX_MATRIX_TARGETS = 1000
+_ENV_NAME_RE = re.compile(r"[^=\s\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True)
@@ -477,7 +505,9 @@ def _name_part(value: Any, position: int) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, list):
-        text = " ".join(str(x) for x in value)
+        text = " ".join(
+            ("true" if x else "false") if isinstance(x, bool) else str(x) for x in value
+        )
     elif value is None:
         text = ""
     else:
@@ -507,6 +537,9 @@ class TargetSpec(_Model):
     matrix: dict[str, list[Any]] | None = Field(
         default=None,
         description="key → values; one target per combination (keys: " + MATRIX_KEYS_HELP + ")",
+    )
+    code: CodeOptions | None = Field(
+        default=None, description="code-level profile (over the spec's profiling.code, per key)"
     )
 
     @field_validator("env", mode="before")
@@ -565,6 +598,12 @@ class TargetSpec(_Model):
                 raise SpecProblem(
                     f"unknown matrix key {key!r}; matrix keys are {MATRIX_KEYS_HELP}", (key,)
                 )
+            if key.startswith("env.") and not _ENV_NAME_RE.fullmatch(key[4:]):
+                raise SpecProblem(
+                    f"matrix key {key!r} names no valid environment variable (no '=', spaces "
+                    "or control characters); write env.NAME, e.g. env.MODE",
+                    (key,),
+                )
             if not isinstance(values, list) or not values:
                 raise SpecProblem(
                     f"matrix key {key!r} needs a list of values, e.g. {key}: [a, b]", (key,)
@@ -598,17 +637,31 @@ class TargetSpec(_Model):
 
         Each is named ``base`` followed by ``-PART`` per key in key order, PART being the
         value made name-safe (:func:`_name_part`): ``{cpus: [0.5, 1], args: ["--threads 1"]}``
-        on ``infer`` gives ``infer-0.5-threads-1`` and ``infer-1-threads-1``. A matrix value
-        of ``args`` (a shell line or a list) is appended to the target's args; a resources
-        field or ``env.NAME`` value replaces the target's."""
+        on ``infer`` gives ``infer-0.5-threads-1`` and ``infer-1-threads-1``. Where two
+        values of one key give the same PART (``cpuset: ['0-1', '0,1']``), every value of
+        that key is named by its position instead (1, 2…); where whole names still clash
+        (parts of different keys joining alike), every key is. A matrix value of ``args``
+        (a shell line or a list) is appended to the target's args (YAML booleans as
+        ``true``/``false``); a resources field or ``env.NAME`` value replaces the
+        target's."""
         if not self.matrix:
             return [MatrixCell(base, {}, self)]
         keys = list(self.matrix)
+        parts: dict[str, list[str]] = {}
+        for k in keys:
+            named = [_name_part(v, i) for i, v in enumerate(self.matrix[k])]
+            unique = len(set(named)) == len(named)
+            parts[k] = named if unique else [str(i + 1) for i in range(len(named))]
+        combos = list(itertools.product(*(range(len(self.matrix[k])) for k in keys)))
+        names = [
+            base + "".join(f"-{parts[k][i]}" for k, i in zip(keys, c, strict=True)) for c in combos
+        ]
+        if len(set(names)) != len(names):
+            names = [base + "".join(f"-{i + 1}" for i in c) for c in combos]
         cells: list[MatrixCell] = []
-        for combo in itertools.product(*(list(enumerate(self.matrix[k])) for k in keys)):
-            values = {k: v for k, (_, v) in zip(keys, combo, strict=True)}
-            positions = {k: i for k, (i, _) in zip(keys, combo, strict=True)}
-            name = base + "".join(f"-{_name_part(v, i)}" for i, v in combo)
+        for combo, name in zip(combos, names, strict=True):
+            values = {k: self.matrix[k][i] for k, i in zip(keys, combo, strict=True)}
+            positions = dict(zip(keys, combo, strict=True))
             cells.append(MatrixCell(name, values, self._apply(name, values, positions)))
         return cells
 
@@ -619,9 +672,13 @@ class TargetSpec(_Model):
         for key, value in values.items():
             loc: tuple[str | int, ...] = ("matrix", key, positions[key])
             if key == "args":
-                if isinstance(value, list) and all(isinstance(a, str | int | float) for a in value):
+                if isinstance(value, bool):  # YAML's on/off/yes/no, like a target's own args
+                    args.append("true" if value else "false")
+                elif isinstance(value, list) and all(
+                    isinstance(a, str | int | float) for a in value
+                ):
                     args += _coerce_args(value)
-                elif isinstance(value, str | int | float) and not isinstance(value, bool):
+                elif isinstance(value, str | int | float):
                     try:
                         args += shlex.split(str(value))
                     except ValueError as e:
@@ -639,7 +696,7 @@ class TargetSpec(_Model):
                     raise SpecProblem(
                         f"matrix value {value!r} of {key} must be a single value", loc
                     )
-                env[key[4:]] = "" if value is None else str(value)
+                env[key[4:]] = _env_value(value)
             else:
                 res[key] = value
         try:
@@ -715,6 +772,9 @@ class Profiling(_Model):
     )
     app_metrics: AppMetricsOptions = Field(default_factory=AppMetricsOptions)
     tegrastats_path: str | None = None
+    code: CodeOptions | None = Field(
+        default=None, description="code-level profile: {python, native, rate, idle}"
+    )
     budgets: dict[str, list[str]] = Field(default_factory=dict, description=BUDGETS_HELP)
     services: list[ServiceSpec] = Field(
         default_factory=list,
@@ -770,6 +830,12 @@ class Profiling(_Model):
             if t.matrix:
                 expanded[self.base_name(i)] = [c.name for c in cells]
             for c in cells:
+                if c.name == SERVICE_ROWS:
+                    raise SpecProblem(
+                        f"target name {SERVICE_ROWS!r} is reserved (run-scope services are "
+                        f"stored as {SERVICE_ROWS}/NAME); rename the target",
+                        ("targets", i, "matrix" if t.matrix else "name"),
+                    )
                 if c.name in owner and owner[c.name] == i:
                     raise SpecProblem(
                         f"the matrix of profiling.targets[{i}] names two targets {c.name!r} "
@@ -793,6 +859,17 @@ class Profiling(_Model):
                     ("scenarios", k, "name"),
                 )
             scenario_names.add(sc.name)
+            if sc.name == SERVICE_ROWS or sc.name in owner:
+                what = (
+                    f"is reserved (run-scope services are stored as {SERVICE_ROWS}/NAME)"
+                    if sc.name == SERVICE_ROWS
+                    else "is also a target's name (its members, stored as "
+                    f"{sc.name}/TARGET, would clash with that target's services)"
+                )
+                raise SpecProblem(
+                    f"scenario name {sc.name!r} {what}; rename the scenario",
+                    ("scenarios", k, "name"),
+                )
             for m, name in enumerate(sc.together):
                 if name in owner:
                     continue
