@@ -1,31 +1,42 @@
-"""objcounter: a pure-Python stand-in for Waggle's plugin-objectcounter.
+"""objcounter: count objects crossing a camera's view, like Waggle's plugin-objectcounter.
 
-Simulates a vision pipeline without torch: it renders synthetic grayscale frames (a few
-bright blobs moving over a noisy background), smooths and thresholds them, and counts the
-connected components ("objects") of each frame.
+A real OpenCV pipeline: frames come from a camera stream (on a Waggle node the playback
+server or a camera; here the playback service), a MOG2 background subtractor and contours
+find the moving objects, a centroid tracker follows them and each object is counted once,
+when its track crosses the vertical line in the middle of the frame.
 
-    python3 app.py --use-cpu                # process --frames frames, then exit 0
-    python3 app.py -interval 5 --use-gpu    # every 5 s process a burst, report, forever
+    python3 app.py --use-cpu                      # read --stream once, count, exit 0
+    python3 app.py -interval 5                    # read it again every 5 s until stopped
 
-Prints `objects=N fps=F` once per report interval. Exits 0 promptly on SIGTERM/SIGINT after
-a final line. When EDGEPROF_METRICS_SOCKET is set and edgeprof.client can be imported, it
-publishes `fps`, `objects` and an `infer` timer for every frame.
+``--stream`` is a URL (http://, rtsp://, file://) or a stream name such as ``bottom_camera``,
+looked up in the data-config JSON ($WAGGLE_DATA_CONFIG_PATH, default
+/run/waggle/data-config.json) exactly as pywaggle does. With pywaggle installed the frames
+come through ``waggle.data.vision.Camera`` and metrics are published with ``Plugin.publish``
+(edgeprof follows pywaggle's run log); without it (or with ``--no-pywaggle``) OpenCV reads
+the URL itself and metrics go through ``edgeprof.client`` when EDGEPROF_METRICS_SOCKET is set.
+Published: ``fps`` (frames/s, once a second), ``latency`` (ms from a frame's capture to its
+result, every frame) and ``objects`` (objects counted so far, once a second and at the end).
+
+Prints a progress line once a second and, per pass, ``counted objects=N left_to_right=L
+right_to_left=R frames=F avg_fps=X``. SIGTERM/SIGINT: a final line, exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
-import math
+import importlib.util
+import itertools
+import json
 import os
-import random
+import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
-WIDTH, HEIGHT = 320, 240
-THRESHOLD = 128
+DATA_CONFIG = "/run/waggle/data-config.json"
 _stop = False
 
 
@@ -38,231 +49,315 @@ def _on_signal(signum: int, _frame: object) -> None:
     _stop = True
 
 
-class Metrics:
-    """Optional edgeprof.client publisher; every failure just turns publishing off."""
+# ------------------------------------------------------------------------- frames
+def resolve_stream(stream: str) -> str:
+    """A URL as is; a name through the data-config JSON (pywaggle's shape and rules)."""
+    m = re.match(r"([A-Za-z0-9]+)://(.*)$", stream)
+    if m is not None:
+        return m.group(2) if m.group(1) == "file" else stream
+    path = os.environ.get("WAGGLE_DATA_CONFIG_PATH", DATA_CONFIG)
+    try:
+        with open(path) as fh:
+            config = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"objcounter: cannot read the data config {path} for stream {stream!r}: {exc}"
+        ) from None
+    for section in config:
+        if section.get("match", {}).get("id") == stream:
+            try:
+                return str(section["handler"]["args"]["url"])
+            except KeyError:
+                raise SystemExit(
+                    f"objcounter: {path}: stream {stream!r} has no handler.args.url"
+                ) from None
+    raise SystemExit(f"objcounter: {path} has no stream {stream!r}")
 
-    def __init__(self) -> None:
-        self.client = None
-        if not os.environ.get("EDGEPROF_METRICS_SOCKET"):
-            return
-        try:
-            import edgeprof.client as client  # noqa: PLC0415
-        except ImportError as exc:
-            log(f"EDGEPROF_METRICS_SOCKET set but edgeprof.client unavailable ({exc})")
-            return
-        self.client = client
-        log("publishing metrics through edgeprof.client")
 
-    def publish(self, name: str, value: float) -> None:
-        if self.client is None:
-            return
+def frames_pywaggle(stream: str) -> Iterator[tuple[Any, int]]:
+    """Frames through pywaggle's Camera: every frame of the stream, in order (``stream()``
+    without ``with`` reads sequentially), with the capture time pywaggle stamps."""
+    from waggle.data.vision import BGR, Camera  # noqa: PLC0415
+
+    for sample in Camera(stream, format=BGR).stream():
+        yield sample.data, sample.timestamp
+
+
+def frames_opencv(stream: str) -> Iterator[tuple[Any, int]]:
+    import cv2  # noqa: PLC0415
+
+    url = resolve_stream(stream)
+    cap = cv2.VideoCapture(url)
+    if not cap.isOpened():
+        raise RuntimeError(f"unable to open video capture for device {url!r}")
+    try:
+        while cap.grab():
+            ts = time.time_ns()
+            ok, frame = cap.retrieve()
+            if not ok:
+                break
+            yield frame, ts
+    finally:
+        cap.release()
+
+
+def open_frames(stream: str, use_pywaggle: bool, tries: int = 5) -> Iterator[tuple[Any, int]]:
+    """The first frame is fetched here, with a few retries while the source is not up yet."""
+    reader = frames_pywaggle if use_pywaggle else frames_opencv
+    for attempt in range(1, tries + 1):
+        it = reader(stream)
         try:
-            self.client.publish(name, value)
+            first = next(it)
+        except StopIteration:
+            first = None
+        except RuntimeError as exc:
+            log(f"{exc} (try {attempt}/{tries})")
+            first = None
+        if first is not None:
+            return itertools.chain([first], it)
+        if _stop or attempt == tries:
+            break
+        time.sleep(1.0)
+    raise SystemExit(f"objcounter: no frames from stream {stream!r}")
+
+
+# ------------------------------------------------------------------------- counting
+class Counter:
+    """MOG2 background subtraction → contours → greedy nearest-centroid tracks → line count."""
+
+    def __init__(self, min_area: int = 500, max_dist: float = 60.0, max_missed: int = 5) -> None:
+        import cv2  # noqa: PLC0415
+
+        self.cv2 = cv2
+        self.sub = cv2.createBackgroundSubtractorMOG2(
+            history=300, varThreshold=32, detectShadows=False
+        )
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self.min_area = min_area
+        self.max_dist2 = max_dist * max_dist
+        self.max_missed = max_missed
+        self.tracks: dict[int, list[float]] = {}  # id -> [cx, cy, missed, counted]
+        self.next_id = 0
+        self.left_to_right = 0
+        self.right_to_left = 0
+
+    @property
+    def total(self) -> int:
+        return self.left_to_right + self.right_to_left
+
+    def detect(self, frame: Any) -> list[tuple[float, float]]:
+        cv2 = self.cv2
+        blur = cv2.GaussianBlur(frame, (5, 5), 0)
+        mask = self.sub.apply(blur)
+        _, mask = cv2.threshold(mask, 200, 255, cv2.THRESH_BINARY)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self.kernel)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self.kernel, iterations=2)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        out = []
+        for c in contours:
+            if cv2.contourArea(c) < self.min_area:
+                continue
+            x, y, w, h = cv2.boundingRect(c)
+            out.append((x + w / 2.0, y + h / 2.0))
+        return out
+
+    def step(self, frame: Any) -> int:
+        """Process one frame; returns the objects in view."""
+        line = frame.shape[1] / 2.0
+        dets = self.detect(frame)
+        pairs = sorted(
+            (
+                (dx * dx + dy * dy, tid, i)
+                for tid, t in self.tracks.items()
+                for i, (cx, cy) in enumerate(dets)
+                for dx, dy in [(cx - t[0], cy - t[1])]
+            ),
+        )
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        for d2, tid, i in pairs:
+            if d2 > self.max_dist2 or tid in used_t or i in used_d:
+                continue
+            used_t.add(tid)
+            used_d.add(i)
+            t = self.tracks[tid]
+            cx, cy = dets[i]
+            if not t[3]:
+                if t[0] < line <= cx:
+                    self.left_to_right += 1
+                    t[3] = 1
+                elif t[0] >= line > cx:
+                    self.right_to_left += 1
+                    t[3] = 1
+            t[0], t[1], t[2] = cx, cy, 0
+        for tid in [tid for tid in self.tracks if tid not in used_t]:
+            self.tracks[tid][2] += 1
+            if self.tracks[tid][2] > self.max_missed:
+                del self.tracks[tid]
+        for i, (cx, cy) in enumerate(dets):
+            if i not in used_d:
+                self.tracks[self.next_id] = [cx, cy, 0, 0]
+                self.next_id += 1
+        return len(dets)
+
+
+# ------------------------------------------------------------------------- metrics
+class Publisher:
+    """pywaggle's Plugin, edgeprof.client, or nothing; a failure only turns publishing off."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = "none"
+        self.plugin: Any = None
+        self.client: Any = None
+        self._stack = contextlib.ExitStack()
+        if mode == "pywaggle":
+            from waggle.plugin import Plugin  # noqa: PLC0415
+
+            self.plugin = self._stack.enter_context(Plugin())
+            self.mode = "pywaggle"
+        elif mode == "client" and os.environ.get("EDGEPROF_METRICS_SOCKET"):
+            try:
+                import edgeprof.client as client  # noqa: PLC0415
+            except ImportError as exc:
+                log(f"EDGEPROF_METRICS_SOCKET set but edgeprof.client unavailable ({exc})")
+            else:
+                self.client = client
+                self.mode = "client"
+        log(f"publishing metrics through {self.mode}")
+
+    def publish(self, name: str, value: float, ts: int | None = None) -> None:
+        try:
+            if self.plugin is not None:
+                self.plugin.publish(name, value, timestamp=ts)
+            elif self.client is not None:
+                self.client.publish(name, value, ts=ts)
         except Exception as exc:  # noqa: BLE001 - metrics must never kill the app
-            log(f"edgeprof.client.publish failed, metrics off: {exc!r}")
-            self.client = None
+            log(f"publishing {name} failed, metrics off: {exc!r}")
+            self.plugin = self.client = None
 
-    def timer(self, name: str):  # noqa: ANN201
-        if self.client is None:
-            return contextlib.nullcontext()
-        try:
-            return self.client.timer(name)
-        except Exception as exc:  # noqa: BLE001
-            log(f"edgeprof.client.timer failed, metrics off: {exc!r}")
-            self.client = None
-            return contextlib.nullcontext()
+    def latency(self) -> Any:
+        """A context for the client's ``latency`` timer (ms); None elsewhere."""
+        if self.client is not None:
+            return self.client.timer("latency")
+        return None
 
-
-class Scene:
-    """A few bright discs bouncing around a noisy dark background."""
-
-    def __init__(self, n_blobs: int, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.blobs = []
-        for _ in range(n_blobs):
-            r = self.rng.randint(8, 20)
-            self.blobs.append(
-                [
-                    self.rng.uniform(r, WIDTH - r),
-                    self.rng.uniform(r, HEIGHT - r),
-                    self.rng.uniform(-6, 6),
-                    self.rng.uniform(-4, 4),
-                    r,
-                ]
-            )
-        # pre-rendered noise rows, picked at random per frame (cheap "sensor noise")
-        self.noise = [bytes(self.rng.randrange(0, 90) for _ in range(WIDTH)) for _ in range(64)]
-
-    def step(self) -> bytearray:
-        frame = bytearray(WIDTH * HEIGHT)
-        pick = self.rng.randrange
-        for y in range(HEIGHT):
-            frame[y * WIDTH : (y + 1) * WIDTH] = self.noise[pick(64)]
-        for b in self.blobs:
-            b[0] += b[2]
-            b[1] += b[3]
-            x, y, _, _, r = b
-            if not r <= x <= WIDTH - r:
-                b[2] = -b[2]
-            if not r <= y <= HEIGHT - r:
-                b[3] = -b[3]
-            cx, cy = int(b[0]), int(b[1])
-            for yy in range(max(0, cy - r), min(HEIGHT, cy + r + 1)):
-                dx = int(math.sqrt(max(0, r * r - (yy - cy) ** 2)))
-                x0, x1 = max(0, cx - dx), min(WIDTH, cx + dx + 1)
-                if x1 > x0:
-                    frame[yy * WIDTH + x0 : yy * WIDTH + x1] = b"\xf0" * (x1 - x0)
-        return frame
-
-
-def smooth(frame: bytearray) -> bytearray:
-    """The 'model': 5x5 Gaussian (separable, 1-4-6-4-1) then a 3x3 gradient-energy
-    suppression, all per pixel in pure Python -- roughly what a tiny conv layer costs."""
-    w, n = WIDTH, len(frame)
-    f = frame
-    h = [0] * n
-    for i in range(2, n - 2):
-        h[i] = f[i - 2] + 4 * f[i - 1] + 6 * f[i] + 4 * f[i + 1] + f[i + 2]
-    w2 = 2 * w
-    v = [0] * n
-    for i in range(w2, n - w2):
-        v[i] = (h[i - w2] + 4 * h[i - w] + 6 * h[i] + 4 * h[i + w] + h[i + w2]) >> 8
-    out = bytearray(n)
-    for i in range(w + 1, n - w - 1):
-        gx = v[i + 1] - v[i - 1]
-        gy = v[i + w] - v[i - w]
-        e = v[i] - ((abs(gx) + abs(gy)) >> 3)
-        out[i] = e if e > 0 else 0
-    return out
-
-
-_LUT = bytes(1 if v >= THRESHOLD else 0 for v in range(256))
-
-
-def count_objects(frame: bytearray) -> int:
-    """Threshold, then count 4-connected components with an iterative flood fill."""
-    mask = bytearray(frame.translate(_LUT))
-    w, n = WIDTH, len(mask)
-    count = 0
-    i = mask.find(1)
-    while i >= 0:
-        count += 1
-        mask[i] = 0
-        stack = [i]
-        while stack:
-            p = stack.pop()
-            x = p % w
-            if x > 0 and mask[p - 1]:
-                mask[p - 1] = 0
-                stack.append(p - 1)
-            if x < w - 1 and mask[p + 1]:
-                mask[p + 1] = 0
-                stack.append(p + 1)
-            if p >= w and mask[p - w]:
-                mask[p - w] = 0
-                stack.append(p - w)
-            if p + w < n and mask[p + w]:
-                mask[p + w] = 0
-                stack.append(p + w)
-        i = mask.find(1, i + 1)
-    return count
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stack.close()
 
 
 def pick_device(use_gpu: bool) -> str:
     if not use_gpu:
         return "cpu"
-    if glob.glob("/dev/nvidia[0-9]*") or glob.glob("/dev/nvhost-gpu"):
-        log("CUDA device node present, but this stand-in has no torch; using CPU")
+    import cv2  # noqa: PLC0415
+
+    try:
+        n = cv2.cuda.getCudaEnabledDeviceCount()
+    except (AttributeError, cv2.error):
+        n = 0
+    if n > 0:
+        log(f"{n} CUDA device(s), but this pipeline has no CUDA path; using the CPU")
     else:
-        log("no CUDA device found, falling back to CPU")
+        log("no CUDA device found (opencv-python-headless has no CUDA), falling back to CPU")
     return "cpu"
 
 
+# ------------------------------------------------------------------------- main
+def run_pass(stream: str, use_pywaggle: bool, pub: Publisher, counted_before: int) -> Counter:
+    counter = Counter()
+    frames = open_frames(stream, use_pywaggle)
+    n = 0
+    t_start = time.monotonic()
+    t_win, n_win, lat_win = t_start, 0, []
+    for frame, ts in frames:
+        timer = pub.latency()
+        if timer is not None:
+            timer.__enter__()
+        counter.step(frame)
+        done_ns = time.time_ns()
+        if timer is not None:
+            timer.__exit__(None, None, None)
+        lat_ms = (done_ns - ts) / 1e6
+        if pub.plugin is not None:
+            pub.publish("latency", lat_ms, ts=done_ns)
+        lat_win.append(lat_ms)
+        n += 1
+        n_win += 1
+        now = time.monotonic()
+        if now - t_win >= 1.0:
+            fps = n_win / (now - t_win)
+            pub.publish("fps", fps)
+            pub.publish("objects", counted_before + counter.total)
+            lat_win.sort()
+            log(
+                f"frames={n} fps={fps:.1f} latency_p50={lat_win[len(lat_win) // 2]:.1f}ms "
+                f"objects={counter.total}"
+            )
+            t_win, n_win, lat_win = now, 0, []
+        if _stop:
+            break
+    elapsed = time.monotonic() - t_start
+    pub.publish("objects", counted_before + counter.total)
+    log(
+        f"counted objects={counter.total} left_to_right={counter.left_to_right} "
+        f"right_to_left={counter.right_to_left} frames={n} "
+        f"avg_fps={n / elapsed if elapsed > 0 else 0.0:.1f}"
+        + (" (pass cut short)" if _stop else "")
+    )
+    return counter
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--stream", default="bottom_camera", help="stream name or URL")
     ap.add_argument(
         "-interval",
         "--interval",
         type=float,
         default=0,
-        help="seconds between reports; with it the app runs until stopped",
+        help="read the stream again every N s until stopped (default: once, then exit)",
     )
-    ap.add_argument("--use-gpu", action="store_true", help="use the GPU (falls back to CPU)")
+    ap.add_argument("--passes", type=int, default=1, help="without -interval: read it N times")
+    ap.add_argument("--use-gpu", action="store_true", help="use the GPU (falls back to the CPU)")
     ap.add_argument("--use-cpu", action="store_true", help="use the CPU")
+    ap.add_argument("--threads", type=int, default=0, help="OpenCV threads (0: OpenCV's default)")
     ap.add_argument(
-        "--frames",
-        type=int,
-        default=250,
-        help="frames to process without -interval, then exit (default 250)",
+        "--no-pywaggle",
+        action="store_true",
+        help="read with OpenCV and publish with edgeprof.client even when pywaggle is installed",
     )
-    ap.add_argument(
-        "--burst", type=int, default=10, help="frames per sample with -interval (default 10)"
-    )
-    ap.add_argument("--blobs", type=int, default=5, help="moving objects in the scene")
-    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
+    import cv2  # noqa: PLC0415
+
+    if args.threads > 0:
+        cv2.setNumThreads(args.threads)
     device = pick_device(args.use_gpu and not args.use_cpu)
-    metrics = Metrics()
-    scene = Scene(args.blobs, args.seed)
-    mode = (
-        f"periodic, interval={args.interval:g}s"
-        if args.interval > 0
-        else f"batch, frames={args.frames}"
+    have_pywaggle = importlib.util.find_spec("waggle") is not None and not args.no_pywaggle
+    pub = Publisher("pywaggle" if have_pywaggle else "client")
+    log(
+        f"starting on {device}: OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads, "
+        f"stream {args.stream!r} via {'pywaggle Camera' if have_pywaggle else 'OpenCV'}"
     )
-    log(f"starting on {device} ({mode}), frame {WIDTH}x{HEIGHT}")
-
-    total = 0
-    objects = 0
-    t_start = time.monotonic()
-
-    def process(n: int) -> float:
-        """Process up to n frames; returns frames per second of the processing."""
-        nonlocal total, objects
-        t0 = time.monotonic()
-        done = 0
-        while done < n and not _stop:
-            t = time.monotonic()
-            with metrics.timer("infer"):
-                objects = count_objects(smooth(scene.step()))
-            done += 1
-            total += 1
-            dt = time.monotonic() - t
-            metrics.publish("objects", objects)
-            metrics.publish("fps", 1.0 / dt if dt > 0 else 0.0)
-        elapsed = time.monotonic() - t0
-        return done / elapsed if elapsed > 0 else 0.0
-
-    if args.interval > 0:
-        next_report = time.monotonic()
+    total, passes = 0, 0
+    try:
         while not _stop:
-            fps = process(args.burst)
-            if _stop:
-                break
-            log(f"objects={objects} fps={fps:.1f}")
-            next_report += args.interval
-            while not _stop and time.monotonic() < next_report:
-                time.sleep(min(0.1, max(0.0, next_report - time.monotonic())))
-            if time.monotonic() > next_report + args.interval:  # fell behind: resync
-                next_report = time.monotonic()
-    else:
-        remaining = args.frames
-        while remaining > 0 and not _stop:
-            t0, n0 = time.monotonic(), total
-            # report about once per second
-            while remaining > 0 and not _stop and time.monotonic() - t0 < 1.0:
-                process(1)
-                remaining -= 1
-            dt = time.monotonic() - t0
-            log(f"objects={objects} fps={(total - n0) / dt if dt > 0 else 0.0:.1f}")
-
-    elapsed = time.monotonic() - t_start
-    why = "stopped by signal" if _stop else "done"
-    avg = total / elapsed if elapsed > 0 else 0.0
-    log(f"{why}: frames={total} objects={objects} avg_fps={avg:.1f}")
+            counter = run_pass(args.stream, have_pywaggle, pub, total)
+            total += counter.total
+            passes += 1
+            if args.interval <= 0:
+                if passes >= args.passes:
+                    break
+                continue
+            deadline = time.monotonic() + args.interval
+            while not _stop and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        pub.close()
+    log(f"{'stopped by signal' if _stop else 'done'}: passes={passes} objects={total}")
     return 0
 
 

@@ -1,0 +1,3 @@
+module edgeprof.example/playback-server
+
+go 1.19
