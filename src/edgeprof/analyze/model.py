@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeprof.codeprof.top import CodeSummary
 
 
 def _clean(x: float | None) -> float | None:
@@ -92,6 +95,8 @@ class TargetSummary:
     config: dict[str, Any]
     metrics: dict[str, MetricStats]
     events: list[EventInfo]
+    code: CodeSummary | None = None
+    """Its stack samples' top functions (``profiling.code``); None when it has none."""
 
     @property
     def role(self) -> str:
@@ -129,6 +134,7 @@ class TargetSummary:
             "config": self.config,
             "metrics": {k: m.to_json() for k, m in self.metrics.items()},
             "events": [e.to_json() for e in self.events],
+            **({"code": self.code.to_json()} if self.code is not None else {}),
         }
 
 

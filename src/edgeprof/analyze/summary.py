@@ -11,7 +11,7 @@ A run with scenarios (apps run together) also gets their alone-vs-together compa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeprof.analyze.model import (
     CounterStats,
@@ -25,6 +25,9 @@ from edgeprof.analyze.model import (
 )
 from edgeprof.stats import counter_increase, describe
 from edgeprof.store.base import SeriesRecord, Store
+
+if TYPE_CHECKING:
+    from edgeprof.codeprof.top import CodeSummary
 
 
 def series_key(metric: str, labels: dict[str, str]) -> str:
@@ -53,6 +56,14 @@ def metric_stats(s: SeriesRecord, vals: Any) -> MetricStats:
         count=int(st["count"]),
         unit=s.unit,
     )
+
+
+def code_summary(store: Store, target_id: int) -> CodeSummary | None:
+    """The top functions of a target's stack samples (``profiling.code``), or None."""
+    from edgeprof.codeprof.top import top_functions
+
+    code = top_functions(store.code_samples(target_id))
+    return code if code.samples else None
 
 
 def summarize(store: Store, run_ref: str | int) -> RunSummary:
@@ -89,6 +100,7 @@ def summarize(store: Store, run_ref: str | int) -> RunSummary:
                     for e in events
                     if e.target_id == t.id
                 ],
+                code=code_summary(store, t.id),
             )
         )
     meta = RunMeta(

@@ -40,7 +40,9 @@ def add(sub: Any) -> None:
         "--json",
         action="store_true",
         help="print JSON: {run, targets: [{name, args, status, exit_code, oom_killed, "
-        "duration_s, metrics: {name: {mean, min, p50, p95, p99, max, count, unit}}, events}], "
+        "duration_s, metrics: {name: {mean, min, p50, p95, p99, max, count, unit}}, events, "
+        "code: {samples, top: [{function, file, line, self_pct, total_pct}]} (when stacks "
+        "were sampled)}], "
         "services: [...] (when any), scenarios: [{name, targets: [{name, alone, together, "
         "slowdown}]}] (when any)}",
     )
@@ -127,6 +129,32 @@ def services_table(summary: RunSummary) -> Table | None:
     return tab
 
 
+def code_tables(summary: RunSummary) -> list[Table]:
+    """Per app with stack samples (``profiling.code``): its top functions by self time."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = []
+    for t in summary.apps:
+        if t.code is None:
+            continue
+        tab = Table(
+            title=escape(f"Code: top functions of {t.name} ({t.code.samples:,} stack samples)"),
+            title_justify="left",
+            caption="self: running in the function; total: the function on the stack "
+            "(recursion counted once). 'edgeprof flame' draws them all.",
+        )
+        for col in ("function", "file:line", "self", "total"):
+            tab.add_column(col, justify="right" if col in ("self", "total") else "left")
+        for f in t.code.top:
+            loc = f"{f.file}:{f.line}" if f.line else f.file
+            tab.add_row(
+                escape(f.function), escape(loc), f"{f.self_pct:.1f} %", f"{f.total_pct:.1f} %"
+            )
+        out.append(tab)
+    return out
+
+
 def print_text(summary: RunSummary, console: Console | None = None) -> None:
     """The apps (as ``print_summary`` prints them), then services, then scenarios."""
     from rich.markup import escape
@@ -136,6 +164,8 @@ def print_text(summary: RunSummary, console: Console | None = None) -> None:
 
     c = console or make_console()
     print_summary(RunSummary(summary.run, summary.apps), c)
+    for ct in code_tables(summary):
+        c.print(ct)
     services = summary.services
     tab = services_table(summary)
     if tab is not None:

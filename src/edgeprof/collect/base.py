@@ -20,7 +20,7 @@ Optional features are part of the protocol, with their defaults in :class:`BaseC
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,6 +32,10 @@ def _drop_event(ev: Event) -> None:
     return None
 
 
+def _drop_code(rows: Sequence[Any]) -> None:
+    return None
+
+
 @dataclass
 class CollectContext:
     """What a collector needs to know about the thing it measures.
@@ -40,7 +44,9 @@ class CollectContext:
     every series. ``pid`` is the container's main process as seen from this host (0 when
     unknown); ``proc_root``/``sys_root`` let tests point readers at recorded trees.
     ``emit_event`` records an event (e.g. a rejected message) without raising; it may be
-    called from any thread.
+    called from any thread. ``emit_code`` hands sampled stacks
+    (:class:`~edgeprof.codeprof.model.CodeSample` rows) to the store, from any thread too;
+    by default they are dropped.
     """
 
     target: str | None = None
@@ -54,6 +60,7 @@ class CollectContext:
     proc_root: str = "/proc"
     sys_root: str = "/sys"
     engine: Any = None
+    emit_code: Callable[[Sequence[Any]], None] = _drop_code
 
 
 @dataclass

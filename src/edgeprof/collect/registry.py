@@ -19,11 +19,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from edgeprof.collect.base import Collector
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.hostinfo import HostCaps
+
+if TYPE_CHECKING:
+    from edgeprof.spec.code import CodeOptions
 
 Scope = Literal["container", "host"]
 Phase = Literal["before_start", "after_start"]
@@ -75,6 +78,8 @@ class GroupEnv:
     """Tell the user something true about this group (stored and printed once)."""
     selected: frozenset[str] = frozenset()
     """Every group selected for this run (so that two groups never read the same source)."""
+    code: CodeOptions | None = None
+    """The target's ``profiling.code`` (its fields over the spec's); None: no stacks."""
 
 
 Factory = Callable[[GroupEnv], list[Collector]]
@@ -183,6 +188,15 @@ def _app(env: GroupEnv) -> list[Collector]:
     return out
 
 
+def _code(env: GroupEnv) -> list[Collector]:
+    o = env.code
+    if o is None or not o.enabled:
+        return []
+    from edgeprof.codeprof.collector import code_collectors
+
+    return code_collectors(o, env.caps)
+
+
 register(
     Group(
         "container",
@@ -224,6 +238,16 @@ register(
         "metrics the app reports itself (socket: JSON or StatsD; pywaggle's run log)",
         _app,
         phase="before_start",
+        always=True,
+    )
+)
+
+register(
+    Group(
+        "code",
+        "sampled stacks from the host (profiling.code: py-spy on the container's Python "
+        "processes, perf on its cgroup); stored with the run, not as series",
+        _code,
         always=True,
     )
 )

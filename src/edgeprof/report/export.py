@@ -1,4 +1,5 @@
-"""Export a run's samples as CSV, JSON lines or Parquet (one sample per row, long format).
+"""Export a run's samples as CSV, JSON lines or Parquet (one sample per row, long format);
+the ``perfetto`` format (a Chrome/Perfetto trace) is :mod:`edgeprof.report.perfetto`.
 
 Parquet (the ``[parquet]`` extra, pyarrow) keeps the types: ``t_ns`` int64, ``value``
 float64 (the stored bits, exactly), ``labels`` a map of strings, and target, metric and unit
@@ -16,7 +17,7 @@ from typing import IO, Any
 from edgeprof.errors import UserError
 from edgeprof.store.base import Store
 
-FORMATS = ("csv", "jsonl", "parquet")
+FORMATS = ("csv", "jsonl", "parquet", "perfetto")
 TEXT_FORMATS = ("csv", "jsonl")
 PARQUET_ROWS = 262_144
 """Samples per Parquet row group (about 4 MiB of values and times)."""

@@ -1067,6 +1067,11 @@ def build_report(
                 f"<div class='charts' data-group='{esc(g)}'></div>",
             )
         )
+    from edgeprof.codeprof.flame import flame_js, report_section
+
+    code_html = report_section(store, [(rd.run, rd.targets) for rd in runs], multi)
+    if code_html:
+        sections.append(Section("code", "Code: top functions and flame graphs", code_html))
     ev_html = _events_table(ev_rows, multi)
     if ev_html:
         sections.append(Section("events", "Events", ev_html))
@@ -1090,9 +1095,12 @@ def build_report(
     title = ", ".join(f"run {rd.run.id} ({rd.run.spec_name})" for rd in runs)
     app_js = _script(_template("report.js"))
     js_lib = _script(js_lib)
+    flame = _script(flame_js()) if code_html else ""
     csp = (
         "default-src 'none'; "
-        f"script-src {_sha256(js_lib)} {_sha256(app_js)}; "
+        f"script-src {_sha256(js_lib)} {_sha256(app_js)}"
+        + (f" {_sha256(flame)}" if flame else "")
+        + "; "
         "style-src 'unsafe-inline'; img-src data:; font-src 'none'; connect-src 'none'; "
         "base-uri 'none'; form-action 'none'"
     )
@@ -1115,6 +1123,7 @@ def build_report(
             "DATA": script_json(data),
             "UPLOT_JS": js_lib,
             "APP_JS": app_js,
+            "FLAME_JS": f"<script>{flame}</script>" if flame else "",
         },
     )
     info = {

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from edgeprof.codeprof.model import CodeSample
 from edgeprof.model import Event, Labels
 from edgeprof.store.chunks import ChunkRow
 
@@ -190,6 +191,11 @@ class Store(Protocol):
 
     def add_log(self, target_id: int, stream: str, text: str) -> None: ...
 
+    def add_code_samples(self, target_id: int, rows: Sequence[CodeSample]) -> None:
+        """Sampled stacks of a target (each distinct stack stored once per run); not
+        committed (see ``commit``)."""
+        ...
+
     def mark_crashed(self, run_id: int, ended_ns: int) -> bool:
         """A run still ``running`` whose profiler died: ``crashed``, and so are its targets
         still running; True when the run was changed."""
@@ -225,5 +231,13 @@ class Store(Protocol):
     def events(self, run_id: int) -> list[EventRecord]: ...
 
     def logs(self, target_id: int) -> dict[str, str]: ...
+
+    def code_samples(
+        self, target_id: int, t_from_ns: int | None = None, t_to_ns: int | None = None
+    ) -> list[CodeSample]:
+        """A target's sampled stacks, by time; with a window, the slices that overlap
+        ``[t_from_ns, t_to_ns)`` (a slice is :data:`~edgeprof.codeprof.model.SLICE_NS`
+        long from its ``t_ns``)."""
+        ...
 
     def close(self) -> None: ...

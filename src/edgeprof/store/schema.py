@@ -9,7 +9,9 @@ Versions: 1 — runs, targets, series, samples (one row each), events, logs. 2 �
 ``owner`` (host, pid and its start time, boot id), to tell a run whose profiler died.
 3 — samples in compressed chunks (:mod:`.codec`): ``chunks`` holds a series' values,
 ``timeblocks`` the timestamp arrays that series sampled at the same ticks share; the
-``samples`` table is converted and dropped.
+``samples`` table is converted and dropped. 4 — sampled stacks (``profiling.code``):
+``code_stacks`` holds each distinct stack once per run, ``code_samples`` the counts per
+target, process, thread and 1 s slice (:data:`CODE_TABLES`, one self-contained step).
 
 A chunk is *final* (values encoded, timestamps in a time block) or *open*: the write-ahead
 form of the newest samples of a series, raw little-endian arrays (``mode`` 0, timestamps
@@ -19,7 +21,7 @@ series has gathered enough samples (or its target ended). Readers treat both ali
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class Dialect:
@@ -62,6 +64,32 @@ CHUNK_TABLES = [
     )""",
     "CREATE INDEX IF NOT EXISTS chunks_series ON chunks (series_id, id)",
 ]
+
+
+CODE_TABLES = [
+    """CREATE TABLE IF NOT EXISTS code_stacks (
+        id {pk},
+        run_id BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        stack TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS code_stacks_run ON code_stacks (run_id, hash)",
+    """CREATE TABLE IF NOT EXISTS code_samples (
+        id {pk},
+        target_id BIGINT NOT NULL,
+        t_ns BIGINT NOT NULL,
+        pid INTEGER NOT NULL,
+        process TEXT NOT NULL,
+        thread TEXT,
+        kind TEXT NOT NULL,
+        stack_id BIGINT NOT NULL,
+        count INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS code_samples_target ON code_samples (target_id, t_ns)",
+]
+"""Sampled stacks: a stack is one line per frame, root first (``function\\tfile\\tline``,
+see :func:`edgeprof.codeprof.model.encode_stack`), stored once per run and found again by
+its ``hash``; ``code_samples`` rows name it."""
 
 
 SCHEMA = [
@@ -123,10 +151,12 @@ SCHEMA = [
         stream TEXT NOT NULL,
         text TEXT NOT NULL
     )""",
+    *CODE_TABLES,
 ]
 
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN owner TEXT"],
     3: [*CHUNK_TABLES, "@samples_to_chunks", "DROP TABLE samples"],
+    4: CODE_TABLES,
 }
 """Statements per version; ``@name`` runs the function ``name`` of :mod:`.migrate`."""

@@ -12,6 +12,7 @@ no schema is migrated, and a database on a read-only mount can be read.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sqlite3
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeprof.codeprof.model import SLICE_NS, CodeSample, decode_stack, encode_stack
 from edgeprof.errors import StoreError
 from edgeprof.model import Event, Labels
 from edgeprof.store import chunks, codec
@@ -82,6 +84,9 @@ class SQLStore:
         self.migrated: tuple[int, int] = (0, 0)
         """Schema versions before and after opening (equal when nothing was migrated)."""
         self.lock = threading.RLock()
+        self._stacks: dict[tuple[int, str], int] = {}
+        """(run id, stack text) → its ``code_stacks`` id, for the stacks this store wrote."""
+        self._runs_of: dict[int, int] = {}
         self._migrate(progress)
 
     # -- helpers --------------------------------------------------------------------------
@@ -353,6 +358,55 @@ class SQLStore:
             (target_id, stream, self._text(text)),
         )
 
+    def add_code_samples(self, target_id: int, rows: Sequence[CodeSample]) -> None:
+        """Sampled stacks of a target (not committed): each distinct stack text once per
+        run in ``code_stacks``, the counts in ``code_samples``."""
+        if not rows:
+            return
+        with self._cursor() as cur:
+            run_id = self._runs_of.get(target_id)
+            if run_id is None:
+                cur.execute(self._q("SELECT run_id FROM targets WHERE id = ?"), (target_id,))
+                got = cur.fetchone()
+                if got is None:
+                    raise ValueError(f"no target with id {target_id}")
+                run_id = self._runs_of[target_id] = int(got[0])
+            out = []
+            for r in rows:
+                text = self._text(encode_stack(r.stack))
+                sid = self._stacks.get((run_id, text))
+                if sid is None:
+                    sid = self._stack_id(cur, run_id, text)
+                out.append(
+                    (target_id, r.t_ns, r.pid, self._text(r.process),
+                     None if r.thread is None else self._text(r.thread), r.kind, sid, r.count)
+                )  # fmt: skip
+            cur.executemany(
+                self._q(
+                    "INSERT INTO code_samples (target_id, t_ns, pid, process, thread, kind,"
+                    " stack_id, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                out,
+            )
+
+    def _stack_id(self, cur: Any, run_id: int, text: str) -> int:
+        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
+        cur.execute(
+            self._q("SELECT id, stack FROM code_stacks WHERE run_id = ? AND hash = ?"),
+            (run_id, digest),
+        )
+        sid = next((int(i) for i, t in cur.fetchall() if t == text), None)
+        if sid is None:
+            cur.execute(
+                self._q(
+                    "INSERT INTO code_stacks (run_id, hash, stack) VALUES (?, ?, ?) RETURNING id"
+                ),
+                (run_id, digest, text),
+            )
+            sid = int(cur.fetchone()[0])
+        self._stacks[(run_id, text)] = sid
+        return sid
+
     def mark_crashed(self, run_id: int, ended_ns: int) -> bool:
         with self._cursor(commit=True) as cur:
             cur.execute(
@@ -598,6 +652,42 @@ class SQLStore:
             r["stream"]: r["text"]
             for r in self._rows("SELECT * FROM logs WHERE target_id = ?", (target_id,))
         }
+
+    def code_samples(
+        self, target_id: int, t_from_ns: int | None = None, t_to_ns: int | None = None
+    ) -> list[CodeSample]:
+        where, params = ["c.target_id = ?"], [target_id]
+        if t_from_ns is not None:
+            where.append("c.t_ns > ?")
+            params.append(t_from_ns - SLICE_NS)
+        if t_to_ns is not None:
+            where.append("c.t_ns < ?")
+            params.append(t_to_ns)
+        rows = self._rows(
+            "SELECT c.t_ns, c.pid, c.process, c.thread, c.kind, c.count, c.stack_id, s.stack"
+            " FROM code_samples c JOIN code_stacks s ON s.id = c.stack_id"
+            f" WHERE {' AND '.join(where)} ORDER BY c.t_ns, c.id",
+            params,
+        )
+        stacks: dict[int, Any] = {}
+        out = []
+        for r in rows:
+            sid = int(r["stack_id"])
+            stack = stacks.get(sid)
+            if stack is None:
+                stack = stacks[sid] = decode_stack(r["stack"])
+            out.append(
+                CodeSample(
+                    pid=int(r["pid"]),
+                    process=r["process"],
+                    t_ns=int(r["t_ns"]),
+                    stack=stack,
+                    count=int(r["count"]),
+                    kind=r["kind"],
+                    thread=r["thread"],
+                )
+            )
+        return out
 
     def close(self) -> None:
         with self.lock:

@@ -13,7 +13,8 @@ for every series finalized with the same ticks (see :mod:`.chunks`).
 
 Samples are attributed to a target by their ``target`` label; samples without one (host
 metrics) go to the current default target (the target being run, in a sequential run), or
-to the run itself. Events go to the target they name, or to the run itself.
+to the run itself. Events go to the target they name, or to the run itself. Sampled
+stacks (``code``) go to the target they name, written at the same flush.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ class _Control:
         self.op = op
         self.args = args
         self.done = threading.Event()
+
+
+class _Code:
+    """Sampled stacks of the named target, queued with the data."""
+
+    __slots__ = ("target", "rows")
+
+    def __init__(self, target: str, rows: list[Any]) -> None:
+        self.target = target
+        self.rows = rows
 
 
 class _Series:
@@ -101,6 +112,12 @@ class BatchWriter:
 
     def event(self, ev: Event) -> None:
         self._q.append(ev)
+
+    def code(self, target_name: str, rows: Sequence[Any]) -> None:
+        """Sampled stacks (:class:`~edgeprof.codeprof.model.CodeSample`) of a target; any
+        thread."""
+        if rows:
+            self._q.append(_Code(target_name, list(rows)))
 
     # -- control (any thread; applied in order with the data) -------------------------------
     def add_target(self, name: str, target_id: int) -> None:
@@ -236,9 +253,14 @@ class BatchWriter:
     def _flush_in_transaction(self, pending: list[Any], last: bool) -> None:
         touched: set[_Series] = set()
         events: list[tuple[int | None, Event]] = []
+        code: dict[int, list[Any]] = {}
         targets = self._targets
         for item in pending:
-            if isinstance(item, _Control):
+            if isinstance(item, _Code):
+                tid = targets.get(item.target, self._default)
+                if tid is not None:
+                    code.setdefault(tid, []).extend(item.rows)
+            elif isinstance(item, _Control):
                 if touched:  # what came before the control is theirs
                     self._settle(touched)
                     touched = set()
@@ -252,6 +274,8 @@ class BatchWriter:
             self._end(lambda k, b: True)
         if events:
             self.store.write_events(self.run_id, events)
+        for tid, rows in code.items():
+            self.store.add_code_samples(tid, rows)
 
     def _settle(self, touched: set[_Series]) -> None:
         cap, span = chunks.CHUNK_SAMPLES, chunks.CHUNK_SPAN_NS  # _Series.full(), inlined
