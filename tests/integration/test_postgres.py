@@ -11,6 +11,7 @@ from edgeprof.analyze.summary import summarize
 from edgeprof.model import Event, MetricSpec, Sample, labels_of
 from edgeprof.store import BatchWriter, open_store
 from edgeprof.store.base import RunInfo, TargetInfo
+from edgeprof.store.schema import SCHEMA_VERSION
 
 from .helpers import edgeprof
 
@@ -51,6 +52,89 @@ def test_store_round_trip(pg_url: str) -> None:
     ev = [e for e in s["targets"][0]["events"] if e["kind"] == "app_event"][0]
     assert ev["message"] == "ev\ufffdt" and ev["data"] == {"text": "a\x00b"}
     again.close()
+
+
+def test_live_reader_sees_final_chunks_and_open_blocks(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Series finalizing at different flushes share open blocks: another connection reads
+    every flushed sample once, in write order, through every read of the store."""
+    from edgeprof.store import chunks
+
+    monkeypatch.setattr(chunks, "CHUNK_SAMPLES", 7)
+    store = open_store(pg_url)
+    run = store.begin_run(RunInfo(spec_name="s", image="i", started_ns=1, interval_s=0.1))
+    tids = [store.begin_target(TargetInfo(run, i, f"t{i}", [])) for i in range(2)]
+    w = BatchWriter(store, run, None, flush_s=3600)
+    for i, tid in enumerate(tids):
+        w.add_target(f"t{i}", tid)
+    reader = open_store(pg_url, readonly=True)
+    sent: dict[tuple[str, str], list[tuple[int, float]]] = {}
+
+    def check() -> None:
+        ids = {(x.metric, x.labels["target"]): x.id for x in reader.series(run)}
+        arrays = reader.series_arrays(run)
+        rows = list(reader.iter_samples(run, chunk=5))
+        for key, want in sent.items():
+            for t, v in (reader.series_samples(ids[key]), arrays[ids[key]]):
+                assert list(zip(t.tolist(), v.tolist(), strict=True)) == want, key
+            assert [(t, v) for sid, t, v in rows if sid == ids[key]] == want, key
+        assert reader.sample_count(run) == len(rows) == sum(len(v) for v in sent.values())
+
+    for tick in range(1, 40):
+        batch = []
+        for m, start in (("a", 1), ("b", 4)):
+            for i in range(2):
+                if tick >= start and not (tick > 25 and i == 1):
+                    sample = (tick * 1000 + i, float(tick * 10 + i))
+                    sent.setdefault((m, f"t{i}"), []).append(sample)
+                    batch.append(Sample(m, labels_of(target=f"t{i}"), *sample))
+        w.write(batch)
+        if tick == 25:
+            w.end_target(tids[1])
+        if tick % 3 == 0:
+            w.flush()
+            check()
+    w.close()
+    check()
+    with store.conn.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute("SELECT COUNT(*) FROM open_blocks")
+        assert cur.fetchone()[0] == 0
+    reader.close()
+    store.close()
+
+
+def test_a_version_3_database_reads_and_migrates(pg_url: str) -> None:
+    """A schema-3 database (open chunks of a crashed run) reads as it is and migrates."""
+    import numpy as np
+
+    store = open_store(pg_url)
+    run = store.begin_run(RunInfo(spec_name="c", image="i", started_ns=1, interval_s=0.1))
+    sid = store.series_id(run, None, "m", labels_of(k="b"))
+    t = np.array([10, 20, 30], dtype="<i8")
+    v = np.array([1.5, -0.0, 2.5], dtype="<f8")
+    with store.conn.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute(
+            "INSERT INTO chunks (series_id, timeblock_id, n, t0_ns, t1_ns, mode, ts, vals)"
+            " VALUES (%s, NULL, 3, 10, 30, 0, %s, %s)",
+            (sid, t.tobytes(), v.tobytes()),
+        )
+        cur.execute("DROP TABLE open_blocks")
+        cur.execute("ALTER TABLE series DROP COLUMN final_block")
+        cur.execute("DROP TABLE code_samples")
+        cur.execute("DROP TABLE code_stacks")
+        cur.execute("UPDATE schema_version SET version = 3")
+    store.conn.commit()  # type: ignore[attr-defined]
+    store.close()
+    v = SCHEMA_VERSION
+    for readonly, migrated in ((True, (3, 3)), (False, (3, v)), (True, (v, v))):
+        s = open_store(pg_url, readonly=readonly)
+        assert s.migrated == migrated
+        got_t, got_v = s.series_arrays(run)[sid]
+        assert got_t.tolist() == [10, 20, 30] and got_v.tolist() == [1.5, -0.0, 2.5]
+        assert [(x, y) for _, x, y in s.iter_samples(run)] == [(10, 1.5), (20, -0.0), (30, 2.5)]
+        assert s.sample_count(run) == 3
+        s.close()
 
 
 def test_cli_run_on_postgres(engine: str, pg_url: str, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from edgeprof.cli.main import COMMANDS
 from edgeprof.model import Event, MetricSpec, Sample, labels_of
 from edgeprof.store import BatchWriter, open_store
 from edgeprof.store.base import RunInfo, TargetInfo
+from edgeprof.store.schema import SCHEMA_VERSION
 
 CLI = [sys.executable, "-m", "edgeprof.cli.main"]
 
@@ -458,7 +459,7 @@ def test_migrate_an_old_database_with_progress(tmp_path: Path) -> None:
     assert "edgeprof migrate" in line  # reading never migrates
     res = edgeprof("migrate", "--db", url, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "migrated from schema version 1 to 3" in res.stdout
+    assert f"migrated from schema version 1 to {SCHEMA_VERSION}" in res.stdout
     progress = [x for x in res.stderr.splitlines() if "migrating samples to chunks" in x]
     assert len(progress) >= 5 and progress[-1].endswith("100 % (150,000 of 150,000)")
     store = open_store(url, readonly=True)
@@ -466,4 +467,4 @@ def test_migrate_an_old_database_with_progress(tmp_path: Path) -> None:
     store.close()
     assert t.tolist() == [r[1] for r in rows] and v.tolist() == [r[2] for r in rows]
     res = edgeprof("migrate", "--db", url, cwd=tmp_path)
-    assert "is at schema version 3 already" in res.stdout
+    assert f"is at schema version {SCHEMA_VERSION} already" in res.stdout

@@ -20,7 +20,7 @@ from edgeprof.model import Clock, Event
 from edgeprof.spec.code import CodeOptions, merge_code
 from edgeprof.store import open_store
 from edgeprof.store.base import RunInfo, TargetInfo
-from edgeprof.store.schema import CODE_TABLES, SCHEMA, SCHEMA_VERSION
+from edgeprof.store.schema import CODE_TABLES, OPEN_BLOCKS, SCHEMA, SCHEMA_VERSION
 from edgeprof.store.writer import BatchWriter
 
 RAW = """\
@@ -181,9 +181,9 @@ def test_a_version_3_database_gains_the_code_tables(tmp_path: Path) -> None:
     c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     c.execute("INSERT INTO schema_version VALUES (3)")
     fmt = {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "blob": "BLOB"}
-    for stmt in SCHEMA:
-        if stmt not in CODE_TABLES:
-            c.execute(stmt.format(**fmt))
+    for stmt in SCHEMA:  # version 3: no stack tables, no open blocks
+        if stmt not in CODE_TABLES and stmt not in OPEN_BLOCKS:
+            c.execute(stmt.replace(",\n        final_block BIGINT", "").format(**fmt))
     c.execute(
         "INSERT INTO runs (spec_name, image, started_ns, status, interval_s)"
         " VALUES ('old', 'i', 1, 'completed', 1.0)"

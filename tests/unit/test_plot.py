@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -118,7 +119,8 @@ def test_without_matplotlib_says_which_extra(tmp_path: Path, db: str) -> None:
     (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
     res = subprocess.run(
         [*CLI, "plot", "1", "-m", "cpu.percent", "--db", db, "-o", "x.png"],
-        cwd=tmp_path, env=_env(PYTHONPATH=str(fake.parent)),
+        cwd=tmp_path, env=_env(PYTHONPATH=os.pathsep.join(  # the code under test stays
+            [str(fake.parent), *filter(None, [os.environ.get("PYTHONPATH")])])),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert "pip install 'edgeprof[plot]'" in _one_line_error(res)

@@ -199,11 +199,11 @@ def test_batch_writer_commits_while_running(tmp_path: Path) -> None:
     w = _writer(store, run_id, tid, flush_s=0.2)
     w.add_target("t1", tid)
     w.write([Sample("memory.usage_bytes", T1, 1, 1.0), Sample("memory.usage_bytes", T1, 2, 2.0)])
-    other = sqlite3.connect(tmp_path / "e.db")
+    reader = open_store(_url(tmp_path), readonly=True)  # another connection
     seen = 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < 3:
-        seen = other.execute("SELECT COALESCE(SUM(n), 0) FROM chunks").fetchone()[0]
+        seen = reader.sample_count()
         if seen:
             break
         time.sleep(0.02)
@@ -214,9 +214,13 @@ def test_batch_writer_commits_while_running(tmp_path: Path) -> None:
     assert w.written(tid) == 2 == w.written()
     w.write([Sample("memory.usage_bytes", T1, 3, 3.0)])
     w.close()  # a clean stop loses nothing
+    assert reader.sample_count() == 3
+    reader.close()
+    other = sqlite3.connect(tmp_path / "e.db")
     assert other.execute("SELECT SUM(n) FROM chunks").fetchone()[0] == 3
     # and leaves only final (compressed) chunks behind: no write-ahead form
     assert other.execute("SELECT COUNT(*) FROM chunks WHERE mode = 0").fetchone()[0] == 0
+    assert other.execute("SELECT COUNT(*) FROM open_blocks").fetchone()[0] == 0
     other.close()
     store.close()
 
@@ -598,6 +602,129 @@ def test_a_version_1_database_is_migrated_in_place_and_reads_back(tmp_path: Path
     assert open_store(f"sqlite:///{db}", readonly=True).migrated == (SCHEMA_VERSION,) * 2
 
 
+def _v3_database(db: Path) -> tuple[int, list[tuple[int, float]], list[tuple[int, float]]]:
+    """A database as schema 3 left it: a finished run (final chunks) and a crashed one whose
+    newest samples are in open chunks (raw arrays in ``chunks``, mode 0); the two runs' ids
+    and samples."""
+    import numpy as np
+
+    store = open_store(f"sqlite:///{db}")
+    done = _begin(store, "done")
+    w = BatchWriter(store, done, None)
+    old = [(t, float(t % 13)) for t in range(1, 3001)]
+    w.write([Sample("m", labels_of(k="a"), t, v) for t, v in old])
+    w.close()
+    crashed = _begin(store, "crashed")
+    sid = store.series_id(crashed, None, "m", labels_of(k="b"))
+    open_part = [[(10, 1.5), (20, 2.5)], [(30, -0.0), (40, float("inf"))]]
+    for part in open_part:  # two flushes' open chunks, as the schema-3 writer left them
+        t = np.array([x for x, _ in part], dtype="<i8")
+        v = np.array([x for _, x in part], dtype="<f8")
+        store.conn.execute(
+            "INSERT INTO chunks (series_id, timeblock_id, n, t0_ns, t1_ns, vmin, vmax, vsum,"
+            " mode, ts, vals) VALUES (?, NULL, ?, ?, ?, NULL, NULL, NULL, 0, ?, ?)",
+            (sid, len(t), int(t.min()), int(t.max()), t.tobytes(), v.tobytes()),
+        )
+    for stmt in (
+        "DROP TABLE open_blocks",
+        "ALTER TABLE series DROP COLUMN final_block",
+        "DROP TABLE code_samples",
+        "DROP TABLE code_stacks",
+        "UPDATE schema_version SET version = 3",
+    ):
+        store.conn.execute(stmt)
+    store.conn.commit()
+    store.close()
+    return crashed, old, [x for part in open_part for x in part]
+
+
+def test_a_version_3_database_reads_as_it_is_and_migrates(tmp_path: Path) -> None:
+    """Schemas 4 and 5 only add tables (open blocks, stacks): a schema-3 database (open chunks of a crashed run
+    included) reads without migrating, and migrating moves nothing."""
+    db = tmp_path / "v3.db"
+    crashed, old, opened = _v3_database(db)
+    v = SCHEMA_VERSION
+    for readonly, migrated in ((True, (3, 3)), (False, (3, v)), (True, (v, v))):
+        store = open_store(f"sqlite:///{db}", readonly=readonly)
+        assert store.migrated == migrated
+        done = store.series_arrays(1)
+        [(t, v)] = done.values()
+        assert list(zip(t.tolist(), v.tolist(), strict=True)) == old
+        [(sid, (t, v))] = store.series_arrays(crashed).items()
+        assert list(zip(t.tolist(), v.tolist(), strict=True)) == opened
+        assert [(x, y) for _s, x, y in store.iter_samples(crashed)] == opened
+        st, sv = store.series_samples(sid)
+        assert st.tolist() == [x for x, _ in opened] and sv.tolist() == [y for _, y in opened]
+        assert store.sample_count() == len(old) + len(opened)
+        store.close()
+    c = sqlite3.connect(db)
+    assert c.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    c.close()
+
+
+def test_live_readers_see_final_chunks_and_open_blocks_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Series that finalize at different flushes share open blocks: a reader on another
+    connection sees every flushed sample once, in write order, through every read."""
+    from edgeprof.store import chunks
+
+    monkeypatch.setattr(chunks, "CHUNK_SAMPLES", 7)  # finalize often, at different ticks
+    url = _url(tmp_path)
+    store = open_store(url)
+    run_id = _begin(store)
+    tids = [store.begin_target(TargetInfo(run_id, i, f"t{i}", [])) for i in range(2)]
+    w = BatchWriter(store, run_id, None, flush_s=3600)
+    for i, tid in enumerate(tids):
+        w.add_target(f"t{i}", tid)
+    reader = open_store(url, readonly=True)
+    sent: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    ended = False
+
+    def check() -> None:
+        by_key = {(s.metric, s.labels["target"]): s.id for s in reader.series(run_id)}
+        arrays = reader.series_arrays(run_id)
+        for key, want in sent.items():
+            t, v = reader.series_samples(by_key[key])
+            assert list(zip(t.tolist(), v.tolist(), strict=True)) == want, key
+            t, v = arrays[by_key[key]]
+            assert list(zip(t.tolist(), v.tolist(), strict=True)) == want, key
+        rows = list(reader.iter_samples(run_id, chunk=5))
+        assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+        got: dict[int, list[tuple[int, float]]] = {}
+        for sid, t_ns, val in rows:
+            got.setdefault(sid, []).append((t_ns, val))
+        assert got == {by_key[k]: v for k, v in sent.items() if v}
+        assert reader.sample_count(run_id) == sum(len(v) for v in sent.values())
+
+    for tick in range(1, 80):
+        batch = []
+        for m, start, every in (("a", 1, 1), ("b", 4, 1), ("c", 1, 3)):
+            for i in range(2):
+                if tick >= start and tick % every == 0 and not (ended and i == 1):
+                    sample = (tick * 1000 + i, float(tick * 10 + i))
+                    sent.setdefault((m, f"t{i}"), []).append(sample)
+                    batch.append(Sample(m, labels_of(target=f"t{i}"), *sample))
+        w.write(batch)
+        if tick == 50:
+            w.end_target(tids[1])  # its series become final; the blocks they share stay
+            ended = True
+        if tick % 3 == 0:
+            w.flush()
+            check()
+    w.flush()
+    check()
+    blocks = store.conn.execute("SELECT COUNT(*) FROM open_blocks").fetchone()[0]
+    assert 0 < blocks <= 7  # blocks whose every series is final are gone
+    kept = "SELECT COUNT(*) FROM series WHERE final_block IS NOT NULL"
+    assert store.conn.execute(kept).fetchone()[0] > 0  # and some stay with final series
+    w.close()
+    check()
+    assert store.conn.execute("SELECT COUNT(*) FROM open_blocks").fetchone()[0] == 0
+    reader.close()
+    store.close()
+
+
 # -- passwords ------------------------------------------------------------------------------
 
 
@@ -794,22 +921,22 @@ def test_a_failed_flush_stops_the_writer_instead_of_mixing_series(tmp_path: Path
     store = open_store(_url(tmp_path))
     run_id = _begin(store)
     w = BatchWriter(store, run_id, None, flush_s=0.05)
-    real = store.write_chunks
+    real = store.write_open_block  # what the first flush writes
     calls = {"n": 0}
 
-    def failing(rows):  # type: ignore[no-untyped-def]
+    def failing(*a):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 1:
             raise StoreError("the database at x failed: disk I/O error")
-        real(rows)
+        return real(*a)
 
-    store.write_chunks = failing  # type: ignore[method-assign]
+    store.write_open_block = failing  # type: ignore[method-assign]
     w.write([Sample("cpu", labels_of(k="a"), 1, 1.0)])
     w.flush()
     w.write([Sample("mem", labels_of(k="b"), 2, 777.0)])
     with pytest.raises(StoreError, match="disk I/O error"):
         w.close()
-    store.write_chunks = real  # type: ignore[method-assign]
+    store.write_open_block = real  # type: ignore[method-assign]
     series = {s.id: (s.metric, s.labels) for s in store.series(run_id)}
     for sid, (_t, v) in store.series_arrays(run_id).items():  # nothing filed under a wrong series
         assert series[sid] == ("mem", {"k": "b"}) or v.tolist() != [777.0]

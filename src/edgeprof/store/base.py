@@ -173,8 +173,18 @@ class Store(Protocol):
         """Chunk rows of :mod:`.chunks`; not committed (see ``commit``)."""
         ...
 
-    def drop_open_chunks(self, series_ids: Sequence[int]) -> None:
-        """Delete the open chunks of these series (replaced by a final one)."""
+    def write_open_block(self, run_id: int, n: int, payload: bytes) -> int:
+        """One flush's newest samples of every series (:func:`.chunks.open_block`, ``n``
+        samples); its id. Not committed."""
+        ...
+
+    def supersede_open(self, series_ids: Sequence[int], block_id: int) -> None:
+        """These series' samples in open block ``block_id`` and older ones are in final
+        chunks now (readers skip them). Not committed."""
+        ...
+
+    def drop_open_blocks(self, block_ids: Sequence[int]) -> None:
+        """Delete open blocks whose every series is superseded. Not committed."""
         ...
 
     def write_events(self, run_id: int, rows: Sequence[tuple[int | None, Event]]) -> None:

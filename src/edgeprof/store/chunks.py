@@ -2,14 +2,20 @@
 
 A *final* chunk holds up to :data:`CHUNK_SAMPLES` values of one series, encoded by
 :mod:`.codec`, and points at a time block shared by every series finalized with the same
-timestamps (all series of one sampler tick). An *open* chunk holds the newest samples of a
-series as raw arrays; it is replaced by a final one once the series has gathered
-:data:`CHUNK_SAMPLES` samples or spans :data:`CHUNK_SPAN_NS`, or its target ended.
-Every chunk carries its count, min, max and sum, and the span of its timestamps.
+timestamps (all series of one sampler tick). Every chunk carries its count, min, max and
+sum, and the span of its timestamps.
+
+The newest samples of a run are written at every flush as one *open block*
+(:func:`open_block`: raw arrays of every series that gathered samples since the last
+flush, in one row); a series' samples in open blocks are superseded by its final chunk once
+it has gathered :data:`CHUNK_SAMPLES` samples or spans :data:`CHUNK_SPAN_NS`, or its
+target ended (see :mod:`.schema`). Schema 3 wrote *open chunks* instead (raw arrays of one
+series in ``chunks``, ``mode`` 0); they are still read.
 """
 
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
@@ -79,51 +85,54 @@ def _row(
     return (series_id, tb, s.n, s.t0, s.t1, s.vmin, s.vmax, s.vsum, mode, ts, vals)
 
 
-_SMALL = 256
-"""Open chunks of at most this many samples (every flush of a sampler at up to 100 Hz) are
-built without numpy: for a handful of samples its per-call overhead is most of the cost."""
 _LITTLE = sys.byteorder == "little"
+_BLOCK_HEAD = struct.Struct("<II")
+OPEN_BLOCK_FORMAT = 1
+"""First word of an open block's payload (the layout below)."""
 
 
-def _open_row_small(series_id: int, t: Sequence[int], v: Sequence[float]) -> ChunkRow:
-    """:func:`open_row` for a few samples, with the same bytes and statistics (the sum of
-    more than a few values may differ from numpy's pairwise sum in the last bit)."""
-    ta = array("q", t)
-    va = array("d", v)
-    total = sum(va)
-    if total == total:  # no NaN (an infinity of each sign also sums to NaN: below)
-        vmin: float | None = min(va)
-        vmax: float | None = max(va)
-        vsum: float | None = total
-    else:
-        finite = [x for x in va if x == x]
-        if finite:
-            vmin, vmax, s = min(finite), max(finite), sum(finite)
-            vsum = None if s != s else s
-        else:
-            vmin = vmax = vsum = None
-    return (
-        series_id,
-        None,
-        len(va),
-        min(ta),
-        max(ta),
-        vmin,
-        vmax,
-        vsum,
-        codec.RAW,
-        ta.tobytes(),
-        va.tobytes(),
+def open_block(
+    sids: Sequence[int], counts: Sequence[int], t: Sequence[int], v: Sequence[float]
+) -> bytes:
+    """The write-ahead form of one flush: the new samples of every series that gathered
+    some, in one payload (built without numpy: for a few samples per series its per-call
+    overhead would be most of the cost).
+
+    Layout, little-endian: ``<u4 format, u4 k>``, ``int64 series_id[k]``, ``int64
+    count[k]``, then ``int64 t[N]`` and ``float64 v[N]`` (``N = sum(count)``), the samples
+    of series ``i`` at ``[sum(count[:i]), sum(count[:i + 1]))``."""
+    if _LITTLE:
+        parts: list[Any] = [array("q", sids), array("q", counts), array("q", t), array("d", v)]
+        return _BLOCK_HEAD.pack(OPEN_BLOCK_FORMAT, len(sids)) + b"".join(parts)
+    return _BLOCK_HEAD.pack(OPEN_BLOCK_FORMAT, len(sids)) + b"".join(
+        np.asarray(a, dtype=d).tobytes()
+        for a, d in ((sids, "<i8"), (counts, "<i8"), (t, "<i8"), (v, "<f8"))
     )
 
 
-def open_row(series_id: int, t: Sequence[int], v: Sequence[float]) -> ChunkRow:
-    """The write-ahead form of samples: raw arrays, nothing to compute but min/max/sum."""
-    if _LITTLE and 0 < len(t) <= _SMALL:
-        return _open_row_small(series_id, t, v)
-    ta = np.asarray(t, dtype=np.int64)
-    va = np.asarray(v, dtype=np.float64)
-    return _row(series_id, None, ta, va, codec.RAW, codec.raw_times(ta), codec.raw_values(va))
+def read_block(payload: bytes) -> tuple[Any, Any, Any, Any]:
+    """An open block's ``(series_ids, offsets, t, v)``: series ``i``'s samples are
+    ``t[offsets[i]:offsets[i + 1]]`` (read-only numpy views of the payload)."""
+    buf = bytes(payload)
+    if len(buf) < _BLOCK_HEAD.size:
+        raise ValueError("open block too short")
+    fmt, k = _BLOCK_HEAD.unpack_from(buf)
+    if fmt != OPEN_BLOCK_FORMAT:
+        raise ValueError(f"unknown open block format {fmt}")
+    at = _BLOCK_HEAD.size
+    if len(buf) < at + 16 * k:
+        raise ValueError("open block too short")
+    sids = np.frombuffer(buf, dtype="<i8", count=k, offset=at).astype(np.int64)
+    counts = np.frombuffer(buf, dtype="<i8", count=k, offset=at + 8 * k)
+    offsets = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    n = int(offsets[-1])
+    at += 16 * k
+    if len(buf) != at + 16 * n or (k and int(counts.min()) < 0):
+        raise ValueError("open block of the wrong size")
+    t = np.frombuffer(buf, dtype="<i8", count=n, offset=at).astype(np.int64)
+    v = np.frombuffer(buf, dtype="<f8", count=n, offset=at + 8 * n).astype(np.float64)
+    return sids, offsets, t, v
 
 
 def final_row(

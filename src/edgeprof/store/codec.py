@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 RAW = 0
-"""Mode of an uncompressed little-endian array (the open chunk's write-ahead form)."""
+"""Mode of an uncompressed little-endian array (the open chunks of schema 3, still read)."""
 XOR = 1
 INT_BASE = 2
 """Modes ``INT_BASE + k``: integers scaled by ``10**k``."""

@@ -9,19 +9,31 @@ Versions: 1 — runs, targets, series, samples (one row each), events, logs. 2 �
 ``owner`` (host, pid and its start time, boot id), to tell a run whose profiler died.
 3 — samples in compressed chunks (:mod:`.codec`): ``chunks`` holds a series' values,
 ``timeblocks`` the timestamp arrays that series sampled at the same ticks share; the
-``samples`` table is converted and dropped. 4 — sampled stacks (``profiling.code``):
-``code_stacks`` holds each distinct stack once per run, ``code_samples`` the counts per
-target, process, thread and 1 s slice (:data:`CODE_TABLES`, one self-contained step).
+``samples`` table is converted and dropped. 4 — ``open_blocks``: the write-ahead form of
+the newest samples, one row per flush for all series of a run (was: one open chunk per
+series and flush, whose ~840 rows a flush at 30 containers landed on as many index pages);
+``series.final_block``. 5 — sampled stacks (``profiling.code``): ``code_stacks`` holds each
+distinct stack once per run, ``code_samples`` the counts per target, process, thread and
+1 s slice (:data:`CODE_TABLES`).
 
-A chunk is *final* (values encoded, timestamps in a time block) or *open*: the write-ahead
-form of the newest samples of a series, raw little-endian arrays (``mode`` 0, timestamps
-inline), written at every flush of the batch writer and replaced by a final chunk once the
-series has gathered enough samples (or its target ended). Readers treat both alike.
+A chunk is *final* (values encoded, timestamps in a time block). The newest samples of a
+run are in *open blocks* (:func:`.chunks.open_block`: per series, raw arrays of what it
+gathered since the last flush), written at every flush of the batch writer. Once a series
+has gathered enough samples (or its target ended) they become a final chunk, and in the
+same transaction ``series.final_block`` is set to the newest open block written so far:
+the series' samples in that block and older ones are superseded (readers skip them); an
+open block is deleted once every series in it is superseded. A series' samples are its
+final chunks in ``id`` order, then its samples in the open blocks above ``final_block`` in
+block order. Version 3 wrote open chunks instead (raw little-endian arrays in ``chunks``,
+``mode`` 0, timestamps inline; replaced by deleting them): read like final chunks.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+READABLE_FROM = 3
+"""The oldest version read without migrating (read-only); 3 and 4 differ only in what they
+lack (open blocks, stacks), and readers of what is missing find nothing."""
 
 
 class Dialect:
@@ -63,6 +75,16 @@ CHUNK_TABLES = [
         vals {blob} NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS chunks_series ON chunks (series_id, id)",
+]
+
+OPEN_BLOCKS = [
+    """CREATE TABLE IF NOT EXISTS open_blocks (
+        id {pk},
+        run_id BIGINT NOT NULL,
+        n INTEGER NOT NULL,
+        payload {blob} NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS open_blocks_run ON open_blocks (run_id, id)",
 ]
 
 
@@ -131,9 +153,11 @@ SCHEMA = [
         metric TEXT NOT NULL,
         labels TEXT NOT NULL,
         unit TEXT,
-        kind TEXT
+        kind TEXT,
+        final_block BIGINT
     )""",
     *CHUNK_TABLES,
+    *OPEN_BLOCKS,
     "CREATE INDEX IF NOT EXISTS series_run ON series (run_id, target_id)",
     "CREATE INDEX IF NOT EXISTS targets_run ON targets (run_id)",
     """CREATE TABLE IF NOT EXISTS events (
@@ -157,6 +181,7 @@ SCHEMA = [
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN owner TEXT"],
     3: [*CHUNK_TABLES, "@samples_to_chunks", "DROP TABLE samples"],
-    4: CODE_TABLES,
+    4: [*OPEN_BLOCKS, "ALTER TABLE series ADD COLUMN final_block BIGINT"],
+    5: CODE_TABLES,
 }
 """Statements per version; ``@name`` runs the function ``name`` of :mod:`.migrate`."""

@@ -25,7 +25,7 @@ import numpy as np
 from edgeprof.codeprof.model import SLICE_NS, CodeSample, decode_stack, encode_stack
 from edgeprof.errors import StoreError
 from edgeprof.model import Event, Labels
-from edgeprof.store import chunks, codec
+from edgeprof.store import chunks
 from edgeprof.store.base import (
     TARGET_FIELDS,
     EventRecord,
@@ -38,7 +38,7 @@ from edgeprof.store.base import (
 )
 from edgeprof.store.chunks import ChunkRow
 from edgeprof.store.migrate import STEPS, Progress
-from edgeprof.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, Dialect
+from edgeprof.store.schema import MIGRATIONS, READABLE_FROM, SCHEMA, SCHEMA_VERSION, Dialect
 
 
 def _is_db_error(e: BaseException) -> bool:
@@ -65,6 +65,11 @@ def _bool(v: Any) -> bool | None:
     return None if v is None else bool(v)
 
 
+_OPEN_IDS = 1 << 62
+"""The sweep's chunk ids for the open samples of a series in a block: above any real chunk
+id (they were written after every final chunk of the series), in block order."""
+
+
 class SQLStore:
     """A store over a DB-API connection (sqlite3 or psycopg)."""
 
@@ -87,7 +92,12 @@ class SQLStore:
         self._stacks: dict[tuple[int, str], int] = {}
         """(run id, stack text) → its ``code_stacks`` id, for the stacks this store wrote."""
         self._runs_of: dict[int, int] = {}
+        self._snapshots = 0
         self._migrate(progress)
+        self._blocks = self.migrated[1] >= 4
+        """Whether the database has open blocks (a version 3 one, read as it is, has not)."""
+        self._code = self.migrated[1] >= 5
+        """Whether it has the stack tables (one of version 3 or 4, read as it is, has not)."""
 
     # -- helpers --------------------------------------------------------------------------
     def _q(self, sql: str) -> str:
@@ -131,19 +141,21 @@ class SQLStore:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """Every read inside sees one state of the database, though a run may be writing
-        meanwhile (replacing open chunks by final ones): a read transaction, rolled back."""
+        meanwhile (replacing open blocks by final chunks): a read transaction, rolled back."""
         with self.lock:
+            if self._snapshots or (self.d.name == "sqlite" and self.conn.in_transaction):
+                yield  # inside a snapshot, or a write: it already sees one state
+                return
             if self.d.name == "sqlite":
-                if self.conn.in_transaction:  # inside a write: it already sees one state
-                    yield
-                    return
                 self.conn.execute("BEGIN")
             else:
                 self.conn.rollback()  # the driver's implicit transaction: start a new one
                 self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            self._snapshots += 1
             try:
                 yield
             finally:
+                self._snapshots -= 1
                 with contextlib.suppress(Exception):
                     self.conn.rollback()
 
@@ -194,7 +206,7 @@ class SQLStore:
                     f"{self.url} has no edgeprof data yet (no schema_version table); run "
                     "'edgeprof run SPEC --db URL' first"
                 )
-            if version < SCHEMA_VERSION:
+            if version < READABLE_FROM:
                 raise StoreError(
                     f"the database at {self.url} has schema version {version} (an older "
                     f"edgeprof); run 'edgeprof migrate --db URL' once to bring it to "
@@ -268,7 +280,7 @@ class SQLStore:
         self.release_free_space()
 
     def release_free_space(self) -> None:
-        """Give the pages of replaced open chunks back to the file system (SQLite files
+        """Give the pages of replaced open blocks back to the file system (SQLite files
         created with incremental auto-vacuum; PostgreSQL reuses them by itself)."""
         if self.d.name == "sqlite" and not self.readonly:
             with self._cursor(commit=True):
@@ -322,12 +334,26 @@ class SQLStore:
             rows,
         )
 
-    def drop_open_chunks(self, series_ids: Sequence[int]) -> None:
-        """Delete the open (raw) chunks of these series, replaced by a final one."""
-        self._exec_many(
-            f"DELETE FROM chunks WHERE series_id = ? AND mode = {codec.RAW}",
-            [(sid,) for sid in series_ids],
+    def write_open_block(self, run_id: int, n: int, payload: bytes) -> int:
+        """Insert an open block of ``n`` samples (:func:`.chunks.open_block`); its id. Not
+        committed."""
+        return self._insert(
+            "INSERT INTO open_blocks (run_id, n, payload) VALUES (?, ?, ?)",
+            (run_id, n, payload),
+            commit=False,
         )
+
+    def supersede_open(self, series_ids: Sequence[int], block_id: int) -> None:
+        """These series' samples in open block ``block_id`` and older ones are in final
+        chunks now: readers skip them. Not committed."""
+        self._exec_many(
+            "UPDATE series SET final_block = ? WHERE id = ?",
+            [(block_id, sid) for sid in series_ids],
+        )
+
+    def drop_open_blocks(self, block_ids: Sequence[int]) -> None:
+        """Delete open blocks whose every series is superseded. Not committed."""
+        self._exec_many("DELETE FROM open_blocks WHERE id = ?", [(b,) for b in block_ids])
 
     def commit(self) -> None:
         with self._cursor(commit=True):
@@ -549,23 +575,113 @@ class SQLStore:
         try:
             return chunks.decode(rows, blocks, keep_chunks)
         except (ValueError, zlib.error) as e:
-            raise StoreError(
-                f"cannot decode the samples stored in {self.url} ({e}): they were written in "
-                "a layout this edgeprof does not read (a development build's); profile again "
-                "with this version"
-            ) from None
+            raise self._layout_error(e) from None
+
+    def _open_entries(
+        self, run_id: int | None, series_id: int | None = None
+    ) -> list[tuple[int, int, Any, Any]]:
+        """``(series id, block id, t, v)`` of the samples in open blocks that no final chunk
+        supersedes, in block order: of the run (of every run with None), or of one series
+        (``run_id`` its run). Call it in the snapshot that reads the chunks."""
+        if not self._blocks:
+            return []
+        with self._cursor() as cur:
+            if run_id is None:
+                cur.execute("SELECT id, run_id, payload FROM open_blocks ORDER BY id")
+            else:
+                cur.execute(
+                    self._q(
+                        "SELECT id, run_id, payload FROM open_blocks WHERE run_id = ? ORDER BY id"
+                    ),
+                    (run_id,),
+                )
+            blocks = cur.fetchall()
+            if not blocks:
+                return []
+            if series_id is not None:
+                cur.execute(
+                    self._q("SELECT id, final_block FROM series WHERE id = ?"), (series_id,)
+                )
+            elif run_id is not None:
+                cur.execute(
+                    self._q(
+                        "SELECT id, final_block FROM series"
+                        " WHERE run_id = ? AND final_block IS NOT NULL"
+                    ),
+                    (run_id,),
+                )
+            else:
+                cur.execute(
+                    "SELECT id, final_block FROM series WHERE final_block IS NOT NULL"
+                    " AND run_id IN (SELECT run_id FROM open_blocks)"
+                )
+            final = {int(r[0]): int(r[1]) for r in cur.fetchall() if r[1] is not None}
+        out: list[tuple[int, int, Any, Any]] = []
+        try:
+            for bid, _run, payload in blocks:
+                bid = int(bid)
+                sids, offs, t, v = chunks.read_block(payload)
+                idx: Sequence[int] = (
+                    range(len(sids))
+                    if series_id is None
+                    else np.flatnonzero(sids == series_id).tolist()
+                )
+                sid_list = sids.tolist()
+                for i in idx:
+                    sid = sid_list[i]
+                    if bid > final.get(sid, 0):
+                        a, z = int(offs[i]), int(offs[i + 1])
+                        out.append((sid, bid, t[a:z], v[a:z]))
+        except ValueError as e:
+            raise self._layout_error(e) from None
+        return out
+
+    def _layout_error(self, e: BaseException) -> StoreError:
+        return StoreError(
+            f"cannot decode the samples stored in {self.url} ({e}): they were written in "
+            "a layout this edgeprof does not read (a development build's); profile again "
+            "with this version"
+        )
+
+    @staticmethod
+    def _with_open(
+        got: dict[Any, tuple[Any, Any]], entries: list[tuple[int, int, Any, Any]]
+    ) -> dict[Any, tuple[Any, Any]]:
+        """Final chunks' arrays followed by the open samples of each series (write order)."""
+        if not entries:
+            return got
+        parts: dict[int, tuple[list[Any], list[Any]]] = {}
+        for sid, _bid, t, v in entries:
+            p = parts.get(sid)
+            if p is None:
+                old = got.get(sid)
+                p = parts[sid] = ([old[0]], [old[1]]) if old is not None else ([], [])
+            p[0].append(t)
+            p[1].append(v)
+        for sid, (ts, vs) in parts.items():
+            got[sid] = (np.concatenate(ts), np.concatenate(vs))
+        return got
 
     def series_arrays(self, run_id: int) -> dict[int, tuple[Any, Any]]:
-        return self._decode("c.series_id IN (SELECT id FROM series WHERE run_id = ?)", (run_id,))
+        with self.snapshot():  # final chunks and open blocks of one state
+            got = self._decode("c.series_id IN (SELECT id FROM series WHERE run_id = ?)", (run_id,))
+            return self._with_open(got, self._open_entries(run_id))
 
     def series_values(self, run_id: int) -> dict[int, Any]:
         return {sid: v for sid, (_, v) in self.series_arrays(run_id).items()}
 
     def series_samples(self, series_id: int) -> tuple[Any, Any]:
-        got = self._decode("c.series_id = ?", (series_id,)).get(series_id)
-        if got is None:
+        with self.snapshot():
+            got = self._decode("c.series_id = ?", (series_id,))
+            if self._blocks:
+                run = self._rows("SELECT run_id FROM series WHERE id = ?", (series_id,))
+                if run:
+                    entries = self._open_entries(int(run[0]["run_id"]), series_id)
+                    got = self._with_open(got, entries)
+        found = got.get(series_id)
+        if found is None:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        return got
+        return found
 
     def iter_samples(self, run_id: int, chunk: int = 65536) -> Iterator[tuple[int, int, float]]:
         """Every sample of the run as ``(series_id, t_ns, value)``, by time, then series.
@@ -579,22 +695,44 @@ class SQLStore:
             yield from self._sweep(run_id, chunk)
 
     def _sweep(self, run_id: int, chunk: int) -> Iterator[tuple[int, int, float]]:
-        meta = self._rows(
+        rows = self._rows(
             "SELECT c.id, c.n, c.t0_ns FROM chunks c JOIN series s ON s.id = c.series_id"
-            " WHERE s.run_id = ? ORDER BY c.t0_ns, c.id",
+            " WHERE s.run_id = ?",
             (run_id,),
         )
+        meta = [(int(r["t0_ns"]), int(r["id"]), int(r["n"])) for r in rows]
+        # the open samples (at most a chunk's worth per series) are read at once, each
+        # series' part of a block as a chunk of its own, after every final chunk in write
+        # order: its id is _OPEN_IDS + its place in block order
+        opened: dict[int, tuple[int, Any, Any]] = {}
+        for k, (sid, _bid, t, v) in enumerate(self._open_entries(run_id)):
+            if len(t):
+                opened[_OPEN_IDS + k] = (sid, t, v)
+        meta += [(int(t.min()), cid, len(t)) for cid, (_, t, _v) in opened.items()]
+        meta.sort()
         pending: tuple[Any, ...] | None = None  # sid, t, v, chunk id, index in chunk
         i = 0
         while i < len(meta):
             j, n = i, 0
-            while j < len(meta) and (n < chunk or meta[j]["t0_ns"] == meta[j - 1]["t0_ns"]):
-                n += int(meta[j]["n"])
+            while j < len(meta) and (n < chunk or meta[j][0] == meta[j - 1][0]):
+                n += meta[j][2]
                 j += 1
-            ids = [int(r["id"]) for r in meta[i:j]]
-            bound = int(meta[j]["t0_ns"]) if j < len(meta) else None
-            i = j
+            ids = [m[1] for m in meta[i:j] if m[1] < _OPEN_IDS]
+            bound = meta[j][0] if j < len(meta) else None
             parts = [pending] if pending is not None else []
+            for cid in (m[1] for m in meta[i:j] if m[1] >= _OPEN_IDS):
+                sid, t, v = opened.pop(cid)
+                m = len(t)
+                parts.append(
+                    (
+                        np.full(m, sid, dtype=np.int64),
+                        t,
+                        v,
+                        np.full(m, cid, dtype=np.int64),
+                        np.arange(m, dtype=np.int64),
+                    )
+                )
+            i = j
             for part_ids in (ids[k : k + 500] for k in range(0, len(ids), 500)):
                 marks = ", ".join("?" * len(part_ids))
                 got = self._decode(f"c.id IN ({marks})", part_ids, keep_chunks=True)
@@ -622,15 +760,17 @@ class SQLStore:
             pending = tuple(c[cut:] for c in rest) if cut < len(ts) else None
 
     def sample_count(self, run_id: int | None = None) -> int:
-        if run_id is None:
-            rows = self._rows("SELECT COALESCE(SUM(n), 0) AS n FROM chunks")
-        else:
-            rows = self._rows(
-                "SELECT COALESCE(SUM(c.n), 0) AS n FROM chunks c JOIN series s"
-                " ON s.id = c.series_id WHERE s.run_id = ?",
-                (run_id,),
-            )
-        return int(rows[0]["n"])
+        with self.snapshot():
+            if run_id is None:
+                rows = self._rows("SELECT COALESCE(SUM(n), 0) AS n FROM chunks")
+            else:
+                rows = self._rows(
+                    "SELECT COALESCE(SUM(c.n), 0) AS n FROM chunks c JOIN series s"
+                    " ON s.id = c.series_id WHERE s.run_id = ?",
+                    (run_id,),
+                )
+            opened = sum(len(t) for _, _, t, _ in self._open_entries(run_id))
+        return int(rows[0]["n"]) + opened
 
     def events(self, run_id: int) -> list[EventRecord]:
         rows = self._rows("SELECT * FROM events WHERE run_id = ? ORDER BY t_ns, id", (run_id,))
@@ -656,6 +796,8 @@ class SQLStore:
     def code_samples(
         self, target_id: int, t_from_ns: int | None = None, t_to_ns: int | None = None
     ) -> list[CodeSample]:
+        if not self._code:  # an older database read as it is: no stacks were taken
+            return []
         where, params = ["c.target_id = ?"], [target_id]
         if t_from_ns is not None:
             where.append("c.t_ns > ?")

@@ -5,11 +5,13 @@ and written from the writer's own thread, committed at least every ``flush_s`` s
 a crash loses at most that much and a clean stop (``close``) loses nothing. The sampler
 never waits on the database.
 
-Samples gather per series in memory. At every flush, what a series gathered since the last
-one is written as an *open* chunk (raw arrays, cheap: the write-ahead form); once a series
-holds :data:`~.chunks.CHUNK_SAMPLES` samples, spans two minutes or its target ends, its
-open chunks are replaced by one *final*, compressed chunk, whose timestamps are stored once
-for every series finalized with the same ticks (see :mod:`.chunks`).
+Samples gather per series in memory. At every flush, what the series gathered since the
+last one is written as one *open block* for all of them (raw arrays in one row, cheap: the
+write-ahead form); once a series holds :data:`~.chunks.CHUNK_SAMPLES` samples, spans two
+minutes or its target ends, its samples are written as one *final*, compressed chunk, whose
+timestamps are stored once for every series finalized with the same ticks (see
+:mod:`.chunks`), and its samples in open blocks are superseded (``series.final_block``); a
+block is deleted once every series in it is (see :mod:`.schema`).
 
 Samples are attributed to a target by their ``target`` label; samples without one (host
 metrics) go to the current default target (the target being run, in a sequential run), or
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -57,15 +60,15 @@ class _Code:
 class _Series:
     """What one series gathered and not yet wrote as a final chunk."""
 
-    __slots__ = ("sid", "tid", "t", "v", "written", "has_open", "hint")
+    __slots__ = ("sid", "tid", "t", "v", "written", "blocks", "hint")
 
     def __init__(self, sid: int, tid: int | None) -> None:
         self.sid = sid
         self.tid = tid
         self.t: list[int] = []
         self.v: list[float] = []
-        self.written = 0  # samples of t/v already in open chunks
-        self.has_open = False
+        self.written = 0  # samples of t/v already in open blocks
+        self.blocks: list[int] = []  # the open blocks holding them
         self.hint: int | None = None  # the last encoding chosen (tried first next time)
 
     def full(self) -> bool:
@@ -99,6 +102,8 @@ class BatchWriter:
         self._targets: dict[str, int] = {}
         self._default = default_target
         self._written: dict[int | None, int] = {}
+        self._live: dict[int, int] = {}  # open block id → its series not yet final
+        self._last_block = 0  # the newest open block written
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="edgeprof-writer", daemon=True)
         self._thread.start()
@@ -188,7 +193,7 @@ class BatchWriter:
             if b.t:
                 by_times.setdefault(np.asarray(b.t, dtype=np.int64).tobytes(), []).append(b)
         rows: list[chunks.ChunkRow] = []
-        drop: list[int] = []
+        superseded: list[tuple[int, list[int]]] = []
         for group in by_times.values():
             t_all = group[0].t
             for a, z in chunks.pieces(t_all):  # a long flush interval gathers many chunks
@@ -198,29 +203,67 @@ class BatchWriter:
                     row, b.hint = chunks.final_row(b.sid, tb, t, b.v[a:z], b.hint)
                     rows.append(row)
             for b in group:
-                if b.has_open:
-                    drop.append(b.sid)
+                if b.blocks:
+                    superseded.append((b.sid, b.blocks))
                 self._count(b, len(b.t) - b.written)
-                b.t, b.v, b.written, b.has_open = [], [], 0, False
-        if drop:
-            self.store.drop_open_chunks(drop)
+                b.t, b.v, b.written, b.blocks = [], [], 0, []
         self.store.write_chunks(rows)
+        if superseded:
+            self._supersede(superseded)
+
+    def _supersede(self, series: list[tuple[int, list[int]]]) -> None:
+        """These series' samples in open blocks are in final chunks now: delete the blocks
+        left with no other series; readers skip the series in those that stay."""
+        live = self._live
+        dropped: list[int] = []
+        for bid, k in Counter(chain.from_iterable(b for _, b in series)).items():
+            left = live[bid] - k
+            if left:
+                live[bid] = left
+            else:
+                del live[bid]
+                dropped.append(bid)
+        gone = set(dropped)
+        kept = [sid for sid, blocks in series if not gone.issuperset(blocks)]
+        if kept:
+            self.store.supersede_open(kept, self._last_block)
+        if dropped:
+            self.store.drop_open_blocks(dropped)
 
     def _count(self, b: _Series, n: int) -> None:
         self._written[b.tid] = self._written.get(b.tid, 0) + n
 
     def _write_open(self, bufs: set[_Series]) -> None:
-        rows = []
-        counts = self._written
-        open_row = chunks.open_row
+        """What these series gathered since the last flush, as one open block."""
+        sids: list[int] = []
+        counts: list[int] = []
+        ts: list[int] = []
+        vs: list[float] = []
+        got: list[_Series] = []
+        written = self._written
         for b in bufs:
             a, n = b.written, len(b.t)
             if n > a:
-                rows.append(open_row(b.sid, b.t[a:] if a else b.t, b.v[a:] if a else b.v))
-                counts[b.tid] = counts.get(b.tid, 0) + n - a
+                sids.append(b.sid)
+                counts.append(n - a)
+                if a:
+                    ts += b.t[a:]
+                    vs += b.v[a:]
+                else:
+                    ts += b.t
+                    vs += b.v
+                written[b.tid] = written.get(b.tid, 0) + n - a
                 b.written = n
-                b.has_open = True
-        self.store.write_chunks(rows)
+                got.append(b)
+        if not got:
+            return
+        bid = self.store.write_open_block(
+            self.run_id, len(ts), chunks.open_block(sids, counts, ts, vs)
+        )
+        for b in got:
+            b.blocks.append(bid)
+        self._live[bid] = len(got)
+        self._last_block = bid
 
     def _end(self, pred: Any) -> None:
         """Finalize and forget the series matching ``pred(key, series)``."""
@@ -245,8 +288,8 @@ class BatchWriter:
 
     def _flush(self, pending: list[Any], last: bool = False) -> None:
         """Write what is pending in one transaction: other threads' statements (and their
-        commits) wait, so a crash never finds open chunks deleted but the final one not
-        written, or a series registered but not its samples."""
+        commits) wait, so a crash never finds open samples superseded but the final chunk
+        not written, or a series registered but not its samples."""
         with self.store.transaction():
             self._flush_in_transaction(pending, last)
 
