@@ -30,7 +30,7 @@ from edgeprof.collect.registry import AppOptions, CollectOptions, StatsSource, s
 from edgeprof.engine.base import Engine, Handle
 from edgeprof.errors import EngineError, UserError
 from edgeprof.hostinfo import HostCaps, detect, host_details
-from edgeprof.model import FAILED_STATUSES, Clock
+from edgeprof.model import FAILED_STATUSES, Clock, Event
 from edgeprof.owner import owner_info
 from edgeprof.plan import ScenarioRun, TargetRun, plan, plan_scenarios, run_services, target_config
 from edgeprof.reaper import RUN_UID_LABEL, Reaper
@@ -38,7 +38,7 @@ from edgeprof.services import ServiceFailed, network_name
 from edgeprof.signals import DeferSignals, best_effort
 from edgeprof.sinks import Sink
 from edgeprof.spec import AppMetricsOptions, LoadedSpec
-from edgeprof.spec.models import ServiceSpec
+from edgeprof.spec.models import ServiceSpec, Spec
 from edgeprof.store.base import RunInfo, Store, TargetInfo
 from edgeprof.store.writer import BatchWriter
 from edgeprof.target import (
@@ -82,17 +82,27 @@ class RunResult:
 
 
 def _select(
-    runs: list[TargetRun], scenarios: list[ScenarioRun], only: list[str] | None, path: str
-) -> tuple[list[TargetRun], list[ScenarioRun]]:
-    """The targets and scenarios ``--target`` names (every one without it). A scenario runs
-    only when each of its targets is selected; naming a scenario selects its targets."""
+    runs: list[TargetRun],
+    scenarios: list[ScenarioRun],
+    only: list[str] | None,
+    path: str,
+    groups: dict[str, list[str]] | None = None,
+) -> tuple[list[TargetRun], list[ScenarioRun], list[str]]:
+    """The targets and scenarios ``--target`` names (every one without it), and a note for
+    each scenario left out. A name selects that target, every repeat of it (``base`` for
+    ``base#1``…) or, as a matrix target's name (a key of ``groups``), every target its
+    matrix expands into. A scenario runs only when each of its targets is selected; naming
+    a scenario selects its targets."""
     if not only:
-        return runs, scenarios
+        return runs, scenarios, []
+    groups = groups or {}
     wanted = set(only)
+    for n in only:
+        wanted |= set(groups.get(n, ()))
     for sc in scenarios:
         if sc.name in wanted:
             wanted |= {_base_of(m) for m in sc.members}
-    known = {r.name for r in runs} | {r.name.split("#")[0] for r in runs}
+    known = {r.name for r in runs} | {r.name.split("#")[0] for r in runs} | set(groups)
     unknown = [n for n in only if n not in known and n not in {sc.name for sc in scenarios}]
     if unknown:
         names = [r.name for r in runs] + [sc.name for sc in scenarios]
@@ -101,8 +111,28 @@ def _select(
         )
     chosen = [r for r in runs if r.name in wanted or r.name.split("#")[0] in wanted]
     bases = {r.name.split("#")[0] for r in chosen} | {r.name for r in chosen}
-    kept = [sc for sc in scenarios if all(_base_of(m) in bases for m in sc.members)]
-    return chosen, kept
+    kept: list[ScenarioRun] = []
+    notes: list[str] = []
+    for sc in scenarios:
+        missing = [b for b in dict.fromkeys(_base_of(m) for m in sc.members) if b not in bases]
+        if not missing:
+            kept.append(sc)
+        elif bases & {_base_of(m) for m in sc.members}:  # part of it was asked for
+            notes.append(
+                f"scenario {sc.name} not run: {', '.join(missing)} not selected "
+                f"(--target {sc.name} runs it with all its targets)"
+            )
+    return chosen, kept, notes
+
+
+def _matrix_groups(spec: Spec) -> dict[str, list[str]]:
+    """A matrix target's name → the names of the targets it expands into."""
+    prof = spec.profiling
+    groups: dict[str, list[str]] = {}
+    for i, cell in prof.expanded():
+        if prof.targets[i].matrix:
+            groups.setdefault(prof.base_name(i), []).append(cell.name)
+    return groups
 
 
 def _base_of(member: TargetRun) -> str:
@@ -167,7 +197,9 @@ def run_profile(
     prof = spec.profiling
     interval = st.interval_s or prof.interval
     planned = plan(spec)
-    runs, scenarios = _select(planned, plan_scenarios(spec, planned), st.only_targets, loaded.path)
+    runs, scenarios, left_out = _select(
+        planned, plan_scenarios(spec, planned), st.only_targets, loaded.path, _matrix_groups(spec)
+    )
     shared_specs = list(run_services(spec))
     scenario_services = [_group_services(sc, loaded.path) for sc in scenarios]
     members = [m for sc in scenarios for m in sc.members]
@@ -257,6 +289,9 @@ def run_profile(
             run.network = network_name(run_id, run_uid)
             engine.create_network(run.network, run.container_labels())
         ui.run_started(run_id, image, [*runs, *members])
+        for note in left_out:  # a scenario only partly selected by --target
+            writer.event(Event(clock.now_ns(), "note", note, None, {"left_out": True}))
+            best_effort(partial(ui.note, note))
         failed_shared: str | None = None
         if shared_specs:
             try:

@@ -42,13 +42,14 @@ import re
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from edgeprof.engine.base import ContainerRequest, Engine, Handle
 from edgeprof.errors import EngineError
 from edgeprof.model import parse_rfc3339
+from edgeprof.signals import DeferSignals
 
 if TYPE_CHECKING:
     from edgeprof.spec.models import ReadyProbe, ServiceSpec
@@ -87,6 +88,23 @@ class RunningService:
     handle: Handle
     ready_s: float
     """Seconds from asking the engine to start it to its probe succeeding."""
+    t0: float = field(default_factory=time.monotonic)
+    """When the engine was asked to start it (monotonic)."""
+
+
+@dataclass
+class StoppedService:
+    """A service :func:`start_services` started and removed again on its way out (a later
+    service was not ready, or Ctrl-C, or another error): its logs were read before."""
+
+    spec: ServiceSpec
+    container_id: str
+    ready_s: float | None
+    """Seconds it took to be ready; None: it was not ready yet."""
+    elapsed_s: float
+    """Seconds from asking the engine to start it to its removal."""
+    logs: tuple[str, str]
+    """(stdout, stderr), ``("", "")`` when they could not be read."""
 
 
 def network_name(run_id: int, run_uid: str) -> str:
@@ -138,23 +156,45 @@ def start_services(
     labels: dict[str, str],
     name_prefix: str,
     on_event: OnEvent | None = None,
+    stopped: list[StoppedService] | None = None,
 ) -> list[RunningService]:
     """Start ``specs`` one after another on ``network``, each ready before the next.
 
     Raises :class:`ServiceFailed` (after removing every container this call started) when
     one cannot start, exits, or is not ready within its ``start_timeout``; on any other
-    exception (Ctrl-C included) it removes them too and re-raises.
+    exception (Ctrl-C included) it removes them too and re-raises. Each container removed
+    so, other than the failed service's own (whose logs the :class:`ServiceFailed` holds),
+    has its logs read first and is added to ``stopped`` in the order started.
     """
     running: list[RunningService] = []
+    current: list[StoppedService] = []  # the one being started when it was cut short
     try:
         for spec in specs:
-            running.append(_start_one(engine, spec, network, labels, name_prefix, on_event))
+            running.append(
+                _start_one(engine, spec, network, labels, name_prefix, on_event, current)
+            )
     except BaseException:
-        for rs in reversed(running):
-            with contextlib.suppress(Exception):
-                engine.remove(rs.handle)
+        with DeferSignals():
+            done = [
+                _stop_one(engine, rs.spec, rs.handle, rs.ready_s, rs.t0) for rs in reversed(running)
+            ]
+            if stopped is not None:
+                stopped += [*reversed(done), *current]
         raise
     return running
+
+
+def _stop_one(
+    engine: Engine, spec: ServiceSpec, handle: Handle, ready_s: float | None, t0: float
+) -> StoppedService:
+    """Read a service's logs, then remove it (each step whatever the other did)."""
+    try:
+        logs = engine.logs(handle)
+    except Exception:  # noqa: BLE001 - the removal matters more
+        logs = ("", "")
+    with contextlib.suppress(Exception):
+        engine.remove(handle)
+    return StoppedService(spec, handle.container_id, ready_s, time.monotonic() - t0, logs)
 
 
 def stop_services(
@@ -199,6 +239,7 @@ def _start_one(
     labels: dict[str, str],
     name_prefix: str,
     on_event: OnEvent | None,
+    stopped: list[StoppedService],
 ) -> RunningService:
     req = ContainerRequest(
         image=spec.image,
@@ -250,11 +291,15 @@ def _start_one(
                 f"service {spec.name} ready after {ready_s:.2f} s ({what})",
                 {"service": spec.name, "ready_s": ready_s},
             )
-    except BaseException:  # not ready, or Ctrl-C: this one goes too
-        with contextlib.suppress(Exception):
+    except ServiceFailed:  # not ready: its logs are in the exception; it goes too
+        with DeferSignals(), contextlib.suppress(Exception):
             engine.remove(handle)
         raise
-    return RunningService(spec=spec, handle=handle, ready_s=ready_s)
+    except BaseException:  # Ctrl-C or another error: its logs are kept, and it goes too
+        with DeferSignals():
+            stopped.append(_stop_one(engine, spec, handle, None, t0))
+        raise
+    return RunningService(spec=spec, handle=handle, ready_s=ready_s, t0=t0)
 
 
 _PROBE_FIX = "use ready: {log: REGEX} or ready: {healthcheck: true}, which work with any engine"

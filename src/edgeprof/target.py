@@ -48,6 +48,7 @@ from edgeprof.services import (
     DATA_CONFIG_PATH,
     RunningService,
     ServiceFailed,
+    StoppedService,
     data_config_json,
     start_services,
     stop_services,
@@ -91,6 +92,10 @@ class RunHooks:
 
     def service_note(self, message: str) -> None:
         """A service started, became ready (or not), or was removed: one line."""
+
+    def note(self, message: str) -> None:
+        """A line about the run as a whole (a scenario left out): shown like a service's."""
+        self.service_note(message)
 
 
 class Notes:
@@ -767,7 +772,11 @@ def start_service_rows(
 ) -> list[ServiceRow]:
     """Start ``specs`` on the run's network, each ready before the next, and give each a
     target row. A service that is not ready gets its row (``error``, its logs, the
-    message) and :class:`ServiceFailed` is raised; nothing this call started is left."""
+    message) and :class:`ServiceFailed` is raised; nothing this call started is left.
+
+    Cut short (a service not ready, Ctrl-C, a failing database), every service this call
+    started still gets a row with its logs, ended: ``interrupted`` after Ctrl-C, else
+    ``error`` saying why it was removed; none stays ``running``."""
     assert run.network is not None, "services need the run's network"
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", for_name or "run")
     prefix = f"edgeprof-{run.run_id}-{safe}-{secrets.token_hex(2)}"
@@ -777,6 +786,7 @@ def start_service_rows(
         best_effort(lambda: run.hooks.service_note(message))
 
     t0 = time.monotonic()
+    stopped: list[StoppedService] = []
     try:
         running = start_services(
             run.engine,
@@ -785,25 +795,109 @@ def start_service_rows(
             labels=run.container_labels(),
             name_prefix=prefix,
             on_event=on_event,
+            stopped=stopped,
         )
-    except ServiceFailed as e:
-        spec = next((x for x in specs if x.name == e.service), None)
-        if spec is not None:
-            _failed_row(run, spec, e, scope, for_name)
+    except BaseException as e:
+        with DeferSignals():
+            failed = e.service if isinstance(e, ServiceFailed) else None
+            for st in stopped:
+                status, why = _cut_short(e, st.ready_s is not None, for_name)
+                best_effort(partial(_stopped_row, run, st, scope, for_name, status, why))
+            spec = next((x for x in specs if x.name == failed), None)
+            if isinstance(e, ServiceFailed) and spec is not None:
+                _failed_row(run, spec, e, scope, for_name)
         raise
     rows: list[ServiceRow] = []
+    begun: dict[str, int] = {}  # service -> its row, as soon as the row exists
     try:
         for rs in running:
-            rows.append(_begin_row(run, rs, scope, for_name, t0))
-    except BaseException:
+            rows.append(_begin_row(run, rs, scope, for_name, t0, begun))
+    except BaseException as e:
         with DeferSignals():
-            best_effort(lambda: stop_services(run.engine, running))
+            logs: dict[str, tuple[str, str]] = {}
+            best_effort(lambda: logs.update(stop_services(run.engine, running)))
+            for rs in running:
+                name = rs.spec.name
+                st = StoppedService(
+                    rs.spec,
+                    rs.handle.container_id,
+                    rs.ready_s,
+                    time.monotonic() - rs.t0,
+                    logs.get(name, ("", "")),
+                )
+                status, why = _cut_short(e, True, for_name)
+                best_effort(
+                    partial(_stopped_row, run, st, scope, for_name, status, why, begun.get(name))
+                )
         raise
     return rows
 
 
+def _cut_short(e: BaseException, ready: bool, for_name: str | None) -> tuple[TargetStatus, str]:
+    """A removed service's status and why, when starting the services was cut short by
+    ``e``."""
+    when = (
+        f"after it was ready, before {for_name or 'the targets'} started"
+        if ready
+        else "while it started"
+    )
+    if isinstance(e, ServiceFailed):
+        return "error", f"removed {when}: service {e.service!r} was not ready"
+    if isinstance(e, Exception):
+        return "error", f"removed {when}: {type(e).__name__}: {e}"
+    return "interrupted", f"interrupted {when}"
+
+
+def _stopped_row(
+    run: RunContext,
+    st: StoppedService,
+    scope: str,
+    for_name: str | None,
+    status: TargetStatus,
+    why: str,
+    tid: int | None = None,
+) -> None:
+    """The row of a service removed before it was used (``tid``: its row, if it has one
+    already): its logs and how it ended."""
+    name = service_row_name(for_name, st.spec.name)
+    if tid is None:
+        ready = None if st.ready_s is None else round(st.ready_s, 3)
+        config = {**_service_config(st.spec, scope, for_name), "ready_s": ready}
+        tid = run.store.begin_target(
+            TargetInfo(run.run_id, run.take_index(), name, st.spec.argv(), config, status=status)
+        )
+        run.writer.add_target(name, tid)
+    errors: list[BaseException] = []
+    message = f"service {st.spec.name} {why}"
+    best_effort(
+        lambda: run.writer.event(Event(run.clock.now_ns(), "target_error", message, name, {})),
+        errors,
+    )
+    out, err = st.logs
+    if out:
+        best_effort(partial(run.store.add_log, tid, "stdout", out), errors)
+    if err:
+        best_effort(partial(run.store.add_log, tid, "stderr", err), errors)
+    best_effort(partial(run.writer.end_target, tid), errors)
+    run.store.update_target(
+        tid,
+        container_id=st.container_id,
+        status=status,
+        error=message,
+        duration_s=round(st.elapsed_s, 3),
+        ended_ns=run.clock.now_ns(),
+    )
+    if errors:
+        raise errors[0]
+
+
 def _begin_row(
-    run: RunContext, rs: RunningService, scope: str, for_name: str | None, t0: float
+    run: RunContext,
+    rs: RunningService,
+    scope: str,
+    for_name: str | None,
+    t0: float,
+    begun: dict[str, int],
 ) -> ServiceRow:
     spec = rs.spec
     name = service_row_name(for_name, spec.name)
@@ -811,6 +905,7 @@ def _begin_row(
     tid = run.store.begin_target(
         TargetInfo(run.run_id, run.take_index(), name, spec.argv(), config, status="running")
     )
+    begun[spec.name] = tid
     run.writer.add_target(name, tid)
     now = run.clock.now_ns()
     run.store.update_target(

@@ -220,6 +220,34 @@ def test_runs_lists_stored_run(tmp_path: Path, db: str) -> None:
     assert res.returncode == 0 and "objcounter" in res.stdout
 
 
+def test_runs_counts_apps_and_services_apart(tmp_path: Path) -> None:
+    """Service rows are neither targets nor failed targets; they are counted as services."""
+    url = f"sqlite:///{tmp_path}/svc.db"
+    store = open_store(url)
+    run_id = store.begin_run(
+        RunInfo(spec_name="svc", image="app:1", started_ns=1_000_000_000, interval_s=1.0)
+    )
+    rows = [  # (name, config, status)
+        ("a", {}, "exited"),
+        ("b", {}, "error"),
+        ("a/playback", {"role": "service", "service": "playback", "for": "a"}, "ok"),
+        ("b/playback", {"role": "service", "service": "playback", "for": "b"}, "failed"),
+        ("service/db", {"role": "service", "service": "db", "scope": "run"}, "error"),
+    ]
+    for idx, (name, config, status) in enumerate(rows):
+        tid = store.begin_target(TargetInfo(run_id, idx, name, [], config))
+        store.update_target(tid, status=status)
+    store.end_run(run_id, "completed", 3_000_000_000)
+    store.close()
+    res = edgeprof("runs", "--db", url, "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads(res.stdout)
+    assert (row["targets"], row["failed_targets"], row["services"]) == (2, 1, 3)
+    res = edgeprof("runs", "--db", url, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "2 +3 svc" in res.stdout and "completed, 1 failed" in res.stdout
+
+
 def test_summary_json_and_tables(tmp_path: Path, db: str) -> None:
     res = edgeprof("summary", "latest", "--db", db, "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr

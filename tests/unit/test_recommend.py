@@ -379,16 +379,61 @@ def test_repeats_are_pooled_and_services_apart(tmp_path: Path) -> None:
     assert "2 repeats pooled, 120 samples over 120.0 s" in app.cpu_request.how
     assert app.memory_request is not None and app.memory_request.text == "345Mi"
     assert (svc.name, svc.role, svc.targets) == (
-        "burn/playback",
+        "playback",
         "service",
         ["burn#1/playback", "burn#2/playback"],
     )
-    assert R.render(svc, "k8s").startswith("# burn/playback (service, 2 repeats, 120.0 s")
+    assert R.render(svc, "k8s").startswith(
+        "# playback (service, 2 instances: burn#1/playback, burn#2/playback, 120.0 s"
+    )
     # krr: each repeat's p95, the highest (0.6), no margin
     assert one(url, rule="krr", target="burn").cpu_request.text == "600m"  # type: ignore[union-attr]
     # one repeat on its own
     r2 = one(url, target="burn#1")
     assert r2.targets == ["burn#1"] and r2.cpu_request.text == "230m"  # type: ignore[union-attr]
+
+
+def test_a_service_gets_one_recommendation_over_every_target_it_served(tmp_path: Path) -> None:
+    def svc(name: str, cpu: float, mem: float, scope: str = "target") -> Any:
+        service = name.rsplit("/", 1)[-1]
+        return T(
+            name,
+            [cpu] * 60,
+            None,
+            [mem * MiB] * 60,
+            config={"role": "service", "service": service, "scope": scope},
+        )
+
+    url = make_run(
+        tmp_path / "r.db",
+        T("a", [20.0] * 60, [0.0] * 60, [100.0 * MiB] * 60),
+        T("b-0.5", [20.0] * 60, [0.0] * 60, [100.0 * MiB] * 60),
+        svc("a/playback", 10.0, 300.0),
+        svc("b-0.5/playback", 30.0, 400.0),
+        svc("both/playback", 20.0, 500.0),
+        svc("service/db", 10.0, 260.0, scope="run"),
+    )
+    res = rec_of(url)
+    names = [(r.name, r.role, r.targets) for r in res.recommendations]
+    assert names == [
+        ("a", "app", ["a"]),
+        ("b-0.5", "app", ["b-0.5"]),
+        ("playback", "service", ["a/playback", "b-0.5/playback", "both/playback"]),
+        ("service/db", "service", ["service/db"]),
+    ]
+    pb = res.recommendations[2]
+    # 60 × 0.1, 60 × 0.3, 60 × 0.2 cores: p90 of the 180 pooled is 0.3 → × 1.15 = 345m;
+    # the peak of all three, 500 MiB × 1.15 = 575 MiB
+    assert pb.cpu_request is not None and pb.cpu_request.text == "345m"
+    assert "3 instances pooled, 180 samples over 180.0 s" in pb.cpu_request.how
+    assert pb.memory_request is not None and pb.memory_request.text == "575Mi"
+    assert (
+        "pooled from the service's rows, one per target it served: a/playback, "
+        "b-0.5/playback, both/playback"
+    ) in pb.notes
+    # the service by its name, or one of its rows
+    assert one(url, target="playback").targets == pb.targets
+    assert one(url, target="b-0.5/playback").targets == ["b-0.5/playback"]
 
 
 def test_scenario_members_are_their_own_and_say_so(tmp_path: Path) -> None:

@@ -484,3 +484,186 @@ def test_a_service_that_dies_while_its_app_runs_is_recorded(tmp_path: Path) -> N
     f = rows["a/flaky"]
     assert (f.status, f.exit_code) == ("failed", 2)
     assert "exited with code 2 while a ran" in (f.error or "")
+
+
+def _logs(tmp: Path, row: Any) -> dict[str, str]:
+    store = open_store(f"sqlite:///{tmp}/svc.db", readonly=True)
+    try:
+        return store.logs(row.id)
+    finally:
+        store.close()
+
+
+def test_a_ready_service_removed_as_the_next_fails_keeps_its_row_and_logs(
+    tmp_path: Path,
+) -> None:
+    engine = Recording(
+        {
+            "up": Script(run_s=None, stdout="up and serving\n"),
+            "bad": Script(run_s=0.1, exit_code=1, stdout="bad config\n"),
+            "a": Script(run_s=0.2),
+        }
+    )
+    body = """
+  targets:
+    - name: a
+      services:
+        - {name: up, image: fake:latest}
+        - {name: bad, image: fake:latest, ready: {log: listening}, start_timeout: 5}
+"""
+    res = _run(tmp_path, body, engine)
+    _clean(engine)
+    assert res.targets[0].status == "error" and "bad config" in (res.targets[0].error or "")
+    s, rows = _read(tmp_path)
+    assert [t.name for t in s.targets] == ["a", "a/up", "a/bad"]
+    up = rows["a/up"]
+    assert up.status == "error" and up.ended_ns is not None
+    assert "removed after it was ready, before a started: service 'bad' was not ready" in (
+        up.error or ""
+    )
+    assert up.config["role"] == "service" and up.config["ready_s"] is not None
+    assert _logs(tmp_path, up) == {"stdout": "up and serving\n"}
+    assert rows["a/bad"].status == "error"
+    assert _logs(tmp_path, rows["a/bad"]) == {"stdout": "bad config\n"}
+
+
+def test_ctrl_c_while_a_second_service_starts_records_both_with_their_logs(
+    tmp_path: Path,
+) -> None:
+    engine = InterruptWaiting(
+        {
+            "up": Script(run_s=None, stdout="up\n"),
+            "slow": Script(run_s=None, stdout="warming up\n"),
+        }
+    )
+    body = f"""
+  targets:
+    - name: a
+      services:
+        - {{name: up, image: fake:latest}}
+        - {{name: slow, image: fake:latest, ready: {{tcp: {closed_port()}}}, start_timeout: 30}}
+"""
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, body, engine)
+    _clean(engine)
+    s, rows = _read(tmp_path)
+    assert s.run.status == "interrupted" and rows["a"].status == "interrupted"
+    up, slow = rows["a/up"], rows["a/slow"]
+    assert (up.status, slow.status) == ("interrupted", "interrupted")
+    assert "interrupted after it was ready" in (up.error or "")
+    assert "interrupted while it started" in (slow.error or "")
+    assert slow.config["ready_s"] is None and up.ended_ns and slow.ended_ns
+    assert _logs(tmp_path, up) == {"stdout": "up\n"}
+    assert _logs(tmp_path, slow) == {"stdout": "warming up\n"}
+
+
+def test_service_rows_begun_before_ctrl_c_do_not_stay_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeprof.target as target_mod
+
+    begin = target_mod._begin_row
+    calls = []
+
+    def begin_then_interrupt(*a: Any, **kw: Any) -> Any:
+        row = begin(*a, **kw)
+        calls.append(row.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return row
+
+    monkeypatch.setattr(target_mod, "_begin_row", begin_then_interrupt)
+    engine = Recording(
+        {"one": Script(run_s=None, stdout="one\n"), "two": Script(run_s=None, stdout="two\n")}
+    )
+    body = """
+  targets:
+    - name: a
+      services:
+        - {name: one, image: fake:latest}
+        - {name: two, image: fake:latest}
+"""
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, body, engine)
+    _clean(engine)
+    _, rows = _read(tmp_path)
+    assert calls == ["a/one", "a/two"]
+    assert [n for n in rows if n.startswith("a/")] == ["a/one", "a/two"]  # one row each
+    for name, text in (("a/one", "one\n"), ("a/two", "two\n")):
+        r = rows[name]
+        assert r.status == "interrupted" and r.ended_ns is not None, (name, r.status)
+        assert "interrupted after it was ready" in (r.error or "")
+        assert _logs(tmp_path, r) == {"stdout": text}
+
+
+def test_target_selection_names_left_out_scenarios_and_matrix_bases(tmp_path: Path) -> None:
+    from edgeprof.target import RunHooks
+
+    class Heard(RunHooks):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def service_note(self, message: str) -> None:
+            self.lines.append(message)
+
+    body = """
+  targets:
+    - {name: a}
+    - {name: b, matrix: {cpus: [0.5, 1]}}
+  scenarios:
+    - {name: ab, together: [a, b-0.5]}
+"""
+    loaded = parse_spec(SPEC.format(body=body), "svc.yaml")
+
+    def go(d: Path, only: list[str]) -> tuple[RunResult, list[str], list[str]]:
+        d.mkdir()
+        heard = Heard()
+        store = open_store(f"sqlite:///{d}/svc.db")
+        try:
+            res = run_profile(
+                loaded,
+                store,
+                Recording(),
+                RunSettings(reaper=False, only_targets=only),
+                hooks=heard,
+                caps=HostCaps(ncpu=2),
+            )
+            notes = [e.message for e in store.events(res.run_id) if e.kind == "note"]
+        finally:
+            store.close()
+        return res, heard.lines, notes
+
+    want = "scenario ab not run: b-0.5 not selected (--target ab runs it with all its targets)"
+    res, lines, notes = go(tmp_path / "1", ["a"])
+    assert [t.name for t in res.targets] == ["a"]
+    assert want in lines and want in notes
+    # a matrix target's name selects every target it expands into
+    res, lines, notes = go(tmp_path / "2", ["b"])
+    assert [t.name for t in res.targets] == ["b-0.5", "b-1"]
+    assert "scenario ab not run: a not selected" in " ".join(notes)
+    res, lines, notes = go(tmp_path / "3", ["a", "b"])
+    assert [t.name for t in res.targets] == ["a", "b-0.5", "b-1", "ab/a", "ab/b-0.5"]
+    assert not [n for n in notes if "not run" in n]
+
+
+def test_service_logs_of_a_repeated_target_by_its_base_name(tmp_path: Path) -> None:
+    engine = Recording({"web": Script(run_s=None, stdout="serving\n"), "b1": Script(run_s=0.1)})
+    body = """
+  targets:
+    - name: b1
+      repeat: 2
+      services: [{name: web, image: fake:latest}]
+    - {name: b2}
+"""
+    res = _run(tmp_path, body, engine)
+    _clean(engine)
+    assert [t.name for t in res.targets] == ["b1#1", "b1#2", "b2"]
+    store = open_store(f"sqlite:///{tmp_path}/svc.db", readonly=True)
+    try:
+        got = service_logs(store, "latest", "web", "b1")
+        assert got == [("b1#1/web", "stdout", "serving\n"), ("b1#2/web", "stdout", "serving\n")]
+        assert [g[0] for g in service_logs(store, "latest", "web", "b1#2")] == ["b1#2/web"]
+        with pytest.raises(UserError, match="did not serve 'b2'.*b1#1, b1#2"):
+            service_logs(store, "latest", "web", "b2")
+    finally:
+        store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -377,7 +378,12 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(cwd)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            "HOME": str(cwd),
+            **({"PYTHONPATH": p} if (p := os.environ.get("PYTHONPATH")) else {}),
+        },
     )
 
 
@@ -428,13 +434,23 @@ def test_summary_text_scenario_table_and_services(url: str, tmp_path: Path) -> N
         assert found, label
         return [c.strip() for c in re.split(r"[│|]", found[0]) if c.strip()]
 
-    assert row("CPU mean", "both/gpu") == ["both/gpu", "CPU mean", "25.0 %", "50.0 %", "2.00×"]
+    # resource ratios are of usage, marked so; the caption says how to read them
+    assert row("CPU mean", "both/gpu") == [
+        "both/gpu",
+        "CPU mean",
+        "25.0 %",
+        "50.0 %",
+        "2.00× use",
+    ]
     assert row("memory working set peak") == [
         "memory working set peak",
         "200.0 MiB",
         "300.0 MiB",
-        "1.50×",
+        "1.50× use",
     ]
+    flat = " ".join(out.split())
+    assert "'× use', the ratio is together ÷ alone usage: < 1 under CPU contention" in flat
+    assert "means the app got less CPU, not that it ran better" in flat
     assert row("app.infer p99") == ["app.infer p99", "20 ms", "40 ms", "2.00×"]
     assert row("app.fps p50")[1:] == ["10", "5", "2.00×"]
     assert row("CPU mean", "both/cpu") == ["both/cpu", "CPU mean", "no alone run", "25.0 %", "-"]
@@ -470,10 +486,12 @@ def test_report_has_scenarios_and_services_sections(url: str) -> None:
     assert "<section id='scenarios'" in page and "<section id='services'" in page
     scn = page.split("<section id='scenarios'", 1)[1].split("</section>", 1)[0]
     assert "scenario both: both/gpu, both/cpu together" in scn
-    assert (
+    assert (  # a usage ratio: marked, not coloured worse
         "<td>CPU mean</td><td class='n'>25.0 %</td><td class='n'>50.0 %</td>"
-        "<td class='n'><span class='worse'>2.00×</span></td>"
+        "<td class='n'><span>2.00× use</span></td>"
     ) in scn
+    assert "<td class='n'><span class='worse'>2.00×</span></td>" in scn  # app.fps p50
+    assert "&lt; 1 under CPU contention means the app got less CPU" in scn
     assert "<td>app.fps p50</td><td class='n'>8</td><td class='n'>4</td>" in scn
     assert "alone: gpu#1, gpu#2" in scn
     svc = page.split("<section id='services'", 1)[1].split("</section>", 1)[0]

@@ -45,7 +45,10 @@ Memory is the working set (``memory.working_set_bytes``: usage minus inactive fi
 what cAdvisor, VPA and the kernel's OOM decisions see).
 
 Repeats of one target (``name#1``, ``name#2``…) are pooled; service rows
-(``config.role == "service"``) are recommended on their own and labelled as services.
+(``config.role == "service"``) are recommended on their own and labelled as services, one
+recommendation per service: a target-scope service's rows (one per target or scenario it
+served: ``gpu/playback``, ``cpu/playback``…) are pooled under its name (``playback``), and
+the rows pooled are named.
 Figures are rounded up: CPU to a whole millicore, memory to a whole MiB.
 """
 
@@ -185,7 +188,12 @@ class Recommendation:
     @property
     def label(self) -> str:
         what = "service" if self.role == "service" else "app"
-        reps = "1 run" if len(self.targets) == 1 else f"{len(self.targets)} repeats"
+        if len(self.targets) == 1:
+            reps = "1 run"
+        elif self.role == "service":
+            reps = f"{len(self.targets)} instances: {', '.join(self.targets)}"
+        else:
+            reps = f"{len(self.targets)} repeats"
         return f"{self.name} ({what}, {reps}, {self.duration_s:.1f} s measured)"
 
     def figures(self) -> list[Figure]:
@@ -303,6 +311,18 @@ def _is_service(t: TargetRecord) -> bool:
     return isinstance(t.config, dict) and t.config.get("role") == "service"
 
 
+def _group_key(t: TargetRecord) -> tuple[Literal["app", "service"], str]:
+    """The recommendation a row is pooled into: an app's repeats together
+    (:func:`group_name`); a target-scope service's rows, one per target it served, under
+    the service's name; a run-scope service's one row on its own (``service/NAME``)."""
+    if not _is_service(t):
+        return "app", group_name(t)
+    service = t.config.get("service")
+    if t.config.get("scope") == "target" and isinstance(service, str) and service:
+        return "service", service
+    return "service", group_name(t)
+
+
 def _plain(series: Sequence[SeriesRecord], metric: str) -> SeriesRecord | None:
     """The target's own series of ``metric`` (no labels besides ``target``)."""
     for s in series:
@@ -367,7 +387,12 @@ def _recommend_group(
     notes: list[str] = []
     warnings: list[str] = []
     margin = 1.0 + h
-    pooled = f"{len(parts)} repeats pooled, " if len(parts) > 1 else ""
+    unit = "instances" if role == "service" else "repeats"
+    pooled = f"{len(parts)} {unit} pooled, " if len(parts) > 1 else ""
+    if role == "service" and len(parts) > 1:
+        notes.append(
+            f"pooled from the service's rows, one per target it served: {', '.join(targets)}"
+        )
 
     # -- CPU --
     cpu_req = cpu_lim = None
@@ -413,7 +438,7 @@ def _recommend_group(
         )
         if rule == "krr":
             how += (
-                " (krr: no CPU margin; highest repeat)"
+                f" (krr: no CPU margin; highest {unit[:-1]})"
                 if len(parts) > 1
                 else " (krr: no CPU margin)"
             )
@@ -585,18 +610,21 @@ def recommend(
     rule: Rule = "vpa",
     headroom: float = DEFAULT_HEADROOM,
 ) -> RecommendResult:
-    """Recommendations for every target of a run (repeats pooled), or for ``target`` (a
-    target's name as planned, e.g. ``burn``, or one repeat, ``burn#2``)."""
+    """Recommendations for every target of a run (repeats pooled, each service's rows
+    pooled), or for ``target`` (a target's name as planned, e.g. ``burn``, one repeat,
+    ``burn#2``, one service row, ``burn/playback``, or a service's name, ``playback``)."""
     if rule not in RULES:
         raise UserError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
     run = store.resolve_run(run_ref)
     rows = store.targets(run.id)
     if target is not None:
-        chosen = [t for t in rows if t.name == target] or [
-            t for t in rows if group_name(t) == target
-        ]
+        chosen = (
+            [t for t in rows if t.name == target]
+            or [t for t in rows if group_name(t) == target]
+            or [t for t in rows if _is_service(t) and _group_key(t)[1] == target]
+        )
         if not chosen:
-            names = sorted({group_name(t) for t in rows})
+            names = sorted({group_name(t) for t in rows} | {_group_key(t)[1] for t in rows})
             raise UserError(
                 f"run {run.id} has no target {target!r}; its targets are "
                 f"{', '.join(names) or 'none'}"
@@ -606,17 +634,14 @@ def recommend(
     for s in store.series(run.id):
         series_by_target.setdefault(s.target_id, []).append(s)
     ncpu = float(run.host.get("cpu_count") or math.inf) if isinstance(run.host, dict) else math.inf
-    groups: dict[tuple[str, str], list[_Measured]] = {}
+    groups: dict[tuple[Literal["app", "service"], str], list[_Measured]] = {}
     for t in rows:
-        role = "service" if _is_service(t) else "app"
-        groups.setdefault((role, group_name(t)), []).append(
+        groups.setdefault(_group_key(t), []).append(
             _measure(store, t, series_by_target.get(t.id, []), ncpu)
         )
     recs: list[Recommendation] = []
     for (role, name), parts in sorted(groups.items(), key=lambda kv: kv[0][0] == "service"):
-        recs.append(
-            _recommend_group(name, "service" if role == "service" else "app", parts, rule, headroom)
-        )
+        recs.append(_recommend_group(name, role, parts, rule, headroom))
     return RecommendResult(run.id, rule, headroom, recs)
 
 

@@ -25,7 +25,9 @@ app throughput (``app.fps``, ``*fps``,  mean, p50       alone ÷ together
 ======================================  ==============  ==================================
 
 so a slowdown above 1 always means worse for the app (more resources used, longer
-latency, fewer frames a second). A slowdown is given only where both sides have a
+latency, fewer frames a second). For resources the ratio is one of usage, not of speed:
+an app that gets less CPU together (contention) has a CPU ratio below 1, which is no
+gain; the summary and the report mark these ratios ``× use`` and say so (:data:`RATIO_NOTE`). A slowdown is given only where both sides have a
 positive value; the statistics themselves are given either way. A member whose base
 target has no row in the run (left out with ``--target``) gets ``alone = None`` and a
 note saying so, never invented numbers.
@@ -55,6 +57,19 @@ LATENCY_STATS = ("p50", "p99")
 THROUGHPUT_STATS = ("mean", "p50")
 THROUGHPUT_SUFFIXES = (".rate", "_per_s", "_per_second", "fps")
 LATENCY_NAME = re.compile(r"latency|duration|_ms$|_seconds$|_time$")
+
+
+RATIO_NOTE = (
+    "for resources (CPU, memory, GPU), marked '× use', the ratio is together ÷ alone "
+    "usage: < 1 under CPU contention means the app got less CPU, not that it ran better; "
+    "throughput and latency ratios > 1 mean slower"
+)
+"""How to read the ratios, under the tables of the summary and the report."""
+
+
+def is_resource(metric: str) -> bool:
+    """A resource usage metric (CPU, memory, GPU): its ratio is of usage, not speed."""
+    return base_metric(metric) in RESOURCE_STATS
 
 
 def is_throughput(metric: str) -> bool:
@@ -252,6 +267,17 @@ class Row:
     together: float | None
     slowdown: float | None
 
+    @property
+    def resource(self) -> bool:
+        """Its ratio is of usage (CPU, memory, GPU), not of speed."""
+        return is_resource(self.key)
+
+    def ratio_text(self) -> str:
+        """The ratio as shown: ``2.00×``, ``0.52× use`` for a resource, ``-`` for none."""
+        if self.slowdown is None:
+            return "-"
+        return f"{self.slowdown:.2f}×" + (" use" if self.resource else "")
+
 
 def comparison_rows(member: ScenarioMember) -> list[Row]:
     """The member's compared statistics: its together series in order, then any only
@@ -288,10 +314,12 @@ def scenarios(store: Store, run_ref: str | int) -> list[ScenarioSummary]:
 
 
 __all__ = [
+    "RATIO_NOTE",
     "Row",
     "analyze_scenarios",
     "comparison_rows",
     "compared_stats",
+    "is_resource",
     "is_throughput",
     "scenarios",
     "slowdown",

@@ -32,7 +32,8 @@ def add(sub: Any) -> None:
         "--target",
         dest="for_target",
         metavar="T",
-        help="with --service: only the service that served this target or scenario",
+        help="with --service: only the service that served this target (a repeated "
+        "target's name: every repeat) or scenario",
     )
     add_db(p)
     p.set_defaults(func=main)
@@ -42,8 +43,9 @@ def service_logs(
     store: Store, run_ref: str | int, service: str, for_target: str | None = None
 ) -> list[tuple[str, str, str]]:
     """``(row name, stream, text)`` of a service's stored logs, in target order: every
-    instance of it (one per target it served, or the run's), or the one serving
-    ``for_target``."""
+    instance of it (one per target it served, or the run's), or those serving
+    ``for_target`` (a target's or scenario's name; a repeated target's name without
+    ``#N`` names every repeat)."""
     run_id = store.resolve_run(run_ref).id
     rows = [
         t
@@ -62,8 +64,14 @@ def service_logs(
             f"run {run_id} has no service named {service!r}; "
             + (f"its services are: {', '.join(names)}" if names else "it ran no services")
         )
-    if for_target is not None:
-        chosen = [t for t in rows if t.config.get("for") in (for_target, None)]
+    if for_target is not None:  # a repeated target's name stands for each repeat (a#1, a#2…)
+        chosen = [
+            t
+            for t in rows
+            if t.config.get("for") is None
+            or t.config.get("for") == for_target
+            or ("#" not in for_target and str(t.config.get("for")).split("#")[0] == for_target)
+        ]
         if not chosen:
             served = ", ".join(sorted(str(t.config.get("for")) for t in rows))
             raise UserError(

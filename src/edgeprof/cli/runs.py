@@ -50,6 +50,7 @@ def main(ns: argparse.Namespace) -> int:
                 "status": r.status,
                 "targets": r.targets,
                 "failed_targets": r.failed_targets,
+                "services": r.services,
                 "duration_s": r.duration_s,
                 "owner_gone": r.status == "running" and owner_gone(r.owner) is True,
             }

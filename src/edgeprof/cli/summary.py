@@ -74,7 +74,7 @@ def scenario_rows(s: ScenarioSummary) -> list[tuple[str, str, str, str, str]]:
                     f"{metric_label(r.key)} {STAT_NAMES.get(r.stat, r.stat)}",
                     "no alone run" if m.alone is None else fmt_value(r.alone, r.unit),
                     fmt_value(r.together, r.unit),
-                    "-" if r.slowdown is None else f"{r.slowdown:.2f}×",
+                    r.ratio_text(),
                 )
             )
         if not got:
@@ -86,13 +86,17 @@ def scenario_tables(summary: RunSummary) -> list[Table]:
     from rich.markup import escape
     from rich.table import Table
 
+    from edgeprof.analyze.scenarios import RATIO_NOTE
+
     out = []
     for s in summary.scenarios:
         tab = Table(
             title=escape(f"Scenario {s.name}: alone vs together"),
             title_justify="left",
-            caption="slowdown: together ÷ alone (alone ÷ together for throughput); > 1 is "
-            "worse. Alone: the target's own run, repeats pooled.",
+            caption=escape(
+                "slowdown: together ÷ alone (alone ÷ together for throughput); > 1 is "
+                f"worse; {RATIO_NOTE}. Alone: the target's own run, repeats pooled."
+            ),
         )
         for col in ("app", "metric", "alone", "together", "slowdown"):
             tab.add_column(col, justify="left" if col in ("app", "metric") else "right")

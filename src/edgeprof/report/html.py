@@ -748,7 +748,7 @@ def _scenario_group(rd: _RunData, i: int) -> str:
 def _scenarios(rd: _RunData, multi: bool) -> str:
     """Per scenario: each app alone vs together with the slowdowns, and a box for the
     chart of the members' CPU together (empty when the run ran no scenario)."""
-    from edgeprof.analyze.scenarios import comparison_rows
+    from edgeprof.analyze.scenarios import RATIO_NOTE, comparison_rows
 
     if not rd.summary.scenarios:
         return ""
@@ -763,8 +763,9 @@ def _scenarios(rd: _RunData, multi: bool) -> str:
             for j, r in enumerate(got):
                 base, _, rest = r.key.partition("{")
                 label = labels.get(base, base) + (f" {{{rest}" if rest else "")
-                sd = "-" if r.slowdown is None else f"{r.slowdown:.2f}×"
-                cls = " class='worse'" if r.slowdown is not None and r.slowdown > 1 else ""
+                sd = r.ratio_text()
+                worse = r.slowdown is not None and r.slowdown > 1 and not r.resource
+                cls = " class='worse'" if worse else ""
                 rows.append(
                     "<tr>"
                     + (
@@ -798,7 +799,7 @@ def _scenarios(rd: _RunData, multi: bool) -> str:
     return (
         "<p>Each app alone (its own run in this run, repeats pooled) and together with "
         "the others. Slowdown: together ÷ alone, alone ÷ together for throughput "
-        "(frames a second, rates), so above 1 is worse.</p>" + "".join(out)
+        "(frames a second, rates), so above 1 is worse; " + esc(RATIO_NOTE) + ".</p>" + "".join(out)
     )
 
 

@@ -135,7 +135,7 @@ def runs_table(runs: Sequence[RunRow]) -> Table:
             escape(r.image),
             fmt_time(r.started_ns),
             fmt_duration(r.duration_s),
-            str(r.targets),
+            str(r.targets) + (f" +{r.services} svc" if r.services else ""),
             run_status(r),
         )
     return t

@@ -76,8 +76,9 @@ class RunRow:
     ended_ns: int | None
     status: str
     targets: int
-    failed_targets: int
+    failed_targets: int  # apps only: service rows are counted in ``services``
     owner: dict[str, Any] = field(default_factory=dict)
+    services: int = 0
 
     @property
     def duration_s(self) -> float | None:

@@ -455,13 +455,28 @@ class SQLStore:
     # -- reading --------------------------------------------------------------------------
     def list_runs(self, limit: int = 50) -> list[RunRow]:
         rows = self._rows(
-            "SELECT r.id, r.spec_name, r.image, r.started_ns, r.ended_ns, r.status, r.owner,"
-            " (SELECT COUNT(*) FROM targets t WHERE t.run_id = r.id) AS targets,"
-            " (SELECT COUNT(*) FROM targets t WHERE t.run_id = r.id"
-            "   AND t.status IN ('failed', 'oom_killed', 'error')) AS failed_targets"
+            "SELECT r.id, r.spec_name, r.image, r.started_ns, r.ended_ns, r.status, r.owner"
             " FROM runs r ORDER BY r.id DESC LIMIT ?",
             (limit,),
         )
+        # Apps and services counted apart (a service row's config has role "service"). The
+        # listed runs are the newest ``limit`` ones, so they are exactly those with an id at
+        # least the smallest listed: one query reads their targets' statuses and configs.
+        counts: dict[int, list[int]] = {int(r["id"]): [0, 0, 0] for r in rows}
+        if rows:
+            for t in self._rows(
+                "SELECT run_id, status, config FROM targets WHERE run_id >= ?",
+                (min(counts),),
+            ):
+                c = counts.get(int(t["run_id"]))
+                if c is None:
+                    continue
+                config = _loads(t["config"])
+                if isinstance(config, dict) and config.get("role") == "service":
+                    c[2] += 1
+                else:
+                    c[0] += 1
+                    c[1] += t["status"] in ("failed", "oom_killed", "error")
         return [
             RunRow(
                 id=int(r["id"]),
@@ -470,9 +485,10 @@ class SQLStore:
                 started_ns=int(r["started_ns"]),
                 ended_ns=None if r["ended_ns"] is None else int(r["ended_ns"]),
                 status=r["status"],
-                targets=int(r["targets"]),
-                failed_targets=int(r["failed_targets"]),
+                targets=counts[int(r["id"])][0],
+                failed_targets=counts[int(r["id"])][1],
                 owner=_loads(r["owner"]),
+                services=counts[int(r["id"])][2],
             )
             for r in rows
         ]
