@@ -51,8 +51,9 @@ def add(sub: Any) -> None:
         "--target",
         metavar="NAME",
         action="append",
-        help="run only this target (repeatable); a scenario runs when all its targets are "
-        "selected, and naming a scenario selects its targets",
+        help="run only this target (repeatable); a matrix target's name selects all its "
+        "expansions; a scenario runs when all its targets are selected, and naming a scenario "
+        "selects its targets",
     )
     p.add_argument(
         "--stats-source",
