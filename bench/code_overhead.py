@@ -7,7 +7,9 @@ collector at ``--rate`` Hz (py-spy from the host, one-second windows, ``--nonblo
 each mode it prints the app's throughput (the median of its half-second reports), the container's ``cpu.percent`` (its cgroup's
 CPU time over the phase) and py-spy's own CPU (the collector's child processes), and the
 ratio of throughputs measured in this same run. ``--process`` runs the app as a plain
-process instead (a machine without an engine; its CPU from ``/proc``).
+process instead (a machine without an engine; its CPU from ``/proc``). For the py-spy modes
+it also prints the coverage: samples taken ÷ (rate × the seconds the collector was open),
+and how far apart the one-second windows start (median and max).
 
     python bench/code_overhead.py [--phase 5] [--rounds 6] [--rate 100] [--blocking]
 """
@@ -58,6 +60,9 @@ class Phase:
     t1: float
     cpu_s: float  # the container's CPU time (its cgroup)
     pyspy_cpu_s: float  # py-spy's CPU time (the collector's children)
+    samples: int = 0  # stacks' samples the collector emitted
+    open_s: float = 0.0  # how long the collector was open
+    starts: tuple[int, ...] = ()  # the windows' start times (ns)
 
 
 def cgroup_cpu_s(pid: int) -> float:
@@ -92,6 +97,11 @@ def main() -> None:
     ap.add_argument(
         "--process", action="store_true", help="no engine: run the app as a plain process"
     )
+    ap.add_argument(
+        "--no-nsenter",
+        action="store_true",
+        help="py-spy from the host even on a container (its idle filter then counts sleep)",
+    )
     a = ap.parse_args()
     binary = pyspymod.find_pyspy()
     if binary is None:
@@ -120,16 +130,23 @@ def main() -> None:
             for mode in modes:
                 c0, p0, t0 = cpu_s(), children_cpu_s(), time.time()
                 coll = None
+                rows: list = []
                 if mode != "off":
                     coll = collmod.PySpyCollector(
-                        binary, a.rate, nonblocking="blocking)" not in mode
-                    )
-                    coll.open(CollectContext(target="b", clock=Clock(), pid=pid, cgroup=ctx_cgroup))
+                        binary, a.rate, nonblocking="blocking)" not in mode,
+                        enter=not a.no_nsenter,
+                    )  # fmt: skip
+                    m0 = time.monotonic()
+                    coll.open(CollectContext(target="b", clock=Clock(), pid=pid, cgroup=ctx_cgroup,
+                                             emit_code=rows.extend))  # fmt: skip
                 time.sleep(a.phase)
+                open_s = 0.0
                 if coll is not None:
                     coll.close()
-                phases.append(Phase(mode, t0, time.time(), cpu_s() - c0,
-                                    children_cpu_s() - p0))  # fmt: skip
+                    open_s = time.monotonic() - m0
+                phases.append(Phase(mode, t0, time.time(), cpu_s() - c0, children_cpu_s() - p0,
+                                    sum(r.count for r in rows), open_s,
+                                    tuple(sorted({r.t_ns for r in rows}))))  # fmt: skip
         if a.process:
             app.kill()
             logs = app.communicate()[0]
@@ -161,6 +178,15 @@ def main() -> None:
             print(
                 f"  throughput ratio vs off: {thr / base:.4f}  (drop {100 * (1 - thr / base):.2f} %)"
             )
+            cover = sum(p.samples for p in ps) / (a.rate * sum(p.open_s for p in ps))
+            gaps = sorted(
+                (b - x) / 1e9 for p in ps for x, b in zip(p.starts, p.starts[1:], strict=False)
+            )
+            if gaps:
+                print(
+                    f"  coverage: {100 * cover:.1f} % of rate × open time; windows start "
+                    f"{percentile(gaps, 0.5):.3f} s apart (median), {gaps[-1]:.3f} s (max)"
+                )
 
 
 if __name__ == "__main__":

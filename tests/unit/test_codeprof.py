@@ -3,24 +3,32 @@ migration from version 3), the batch writer's ``code`` op and the collectors' re
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgeprof.codeprof import collector as collmod
 from edgeprof.codeprof.model import SLICE_NS, CodeSample, Frame, decode_stack, encode_stack
 from edgeprof.codeprof.perf import dsos_of, parse_script, perf_cgroup
-from edgeprof.codeprof.pyspy import parse_frame, parse_raw
+from edgeprof.codeprof.pyspy import NsEnter, PySpyProcess, parse_frame, parse_raw, proc_start
+from edgeprof.codeprof.spawn import popen_tied
 from edgeprof.collect.base import CollectContext
 from edgeprof.collect.registry import GROUPS, GroupEnv
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.hostinfo import HostCaps
-from edgeprof.model import Clock, Event
+from edgeprof.model import Clock, Event, Sample
 from edgeprof.spec.code import CodeOptions, merge_code
 from edgeprof.store import open_store
 from edgeprof.store.base import RunInfo, TargetInfo
-from edgeprof.store.schema import CODE_TABLES, OPEN_BLOCKS, SCHEMA, SCHEMA_VERSION
+from edgeprof.store.schema import CODE_TABLES, OPEN_BLOCKS, SCHEMA, SCHEMA_VERSION, Dialect
 from edgeprof.store.writer import BatchWriter
 
 RAW = """\
@@ -204,6 +212,71 @@ def test_a_version_3_database_gains_the_code_tables(tmp_path: Path) -> None:
     store.close()
 
 
+def make_516ca7d_v4(conn: Any, d: type[Dialect]) -> None:
+    """A database as commit 516ca7d left it: version 3's tables plus the stack tables,
+    stamped version 4 (which now means open blocks); one run, one target, one series."""
+    fmt = {"pk": d.pk, "real": d.real, "blob": d.blob}
+    c = conn.cursor()
+    c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    c.execute("INSERT INTO schema_version VALUES (4)")
+    for stmt in SCHEMA:  # no open blocks, no series.final_block
+        if stmt not in OPEN_BLOCKS:
+            c.execute(stmt.replace(",\n        final_block BIGINT", "").format(**fmt))
+    c.execute(
+        "INSERT INTO runs (spec_name, image, started_ns, status, interval_s)"
+        " VALUES ('old', 'i', 1, 'completed', 1.0)"
+    )
+    c.execute(
+        "INSERT INTO targets (run_id, idx, name, args, status) VALUES (1, 0, 't', '[]', 'exited')"
+    )
+    c.execute(
+        "INSERT INTO series (run_id, target_id, metric, labels) VALUES (1, 1, 'cpu.percent', '{}')"
+    )
+    conn.commit()
+
+
+def check_516ca7d_v4_migrates(url: str) -> None:
+    """Migrating it adds what version 4 means now; then it takes samples and stacks."""
+    store = open_store(url)
+    assert store.migrated == (4, SCHEMA_VERSION) and SCHEMA_VERSION == 5
+    with store._cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM open_blocks")
+        assert cur.fetchone()[0] == 0
+        cur.execute("SELECT final_block FROM series")
+        assert cur.fetchall() == [(None,)]
+    rows = _rows(SLICE_NS)
+    with store.transaction():
+        store.add_code_samples(1, rows)
+    store.close()
+    # a run written after the migration: its samples go through open blocks
+    store = open_store(url)
+    assert store.migrated == (5, 5)
+    run = store.begin_run(RunInfo("new", "i", 1, 1.0))
+    tid = store.begin_target(TargetInfo(run, 0, "app", []))
+    w = BatchWriter(store, run, flush_s=0.05)
+    w.add_target("app", tid)
+    w.set_default_target(tid)
+    w.write([Sample("x", (), t, float(t)) for t in range(1, 6)])
+    w.code("app", rows[:1])
+    w.flush()  # the samples are in an open block now
+    with store._cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM open_blocks")
+        assert cur.fetchone()[0] >= 1
+    w.close()
+    [sid] = store.series_values(run)
+    assert store.series_samples(sid)[1].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert store.code_samples(1) == rows and store.code_samples(tid) == rows[:1]
+    store.close()
+
+
+def test_a_version_4_database_of_commit_516ca7d_gains_the_open_blocks(tmp_path: Path) -> None:
+    db = tmp_path / "v4.db"
+    conn = sqlite3.connect(db)
+    make_516ca7d_v4(conn, Dialect)
+    conn.close()
+    check_516ca7d_v4_migrates(f"sqlite:///{db}")
+
+
 def _fake_proc(root: Path, pid: int, exe: str) -> None:
     d = root / str(pid)
     d.mkdir(exist_ok=True)
@@ -233,3 +306,157 @@ def test_a_process_is_profiled_once_it_execs_python_and_py_spy_errors_are_events
     assert msgs[0].startswith("py-spy cannot take the stacks of python3.11 (pid 77): ")
     assert msgs[1].startswith("no Python stacks were taken: ")
     assert len(msgs) == 2 and all(e.kind == "note" and e.target == "t" for e in events)
+
+
+def _ns(root: Path, pid: int | str, ns: str, nspid: int | None = None) -> None:
+    d = root / str(pid)
+    (d / "ns").mkdir(parents=True, exist_ok=True)
+    (d / "ns" / "pid").symlink_to(ns)
+    if nspid is not None:
+        (d / "status").write_text(f"Name:\tpython3\nNSpid:\t{pid}\t{nspid}\n")
+
+
+ENTER = NsEnter("/usr/bin/nsenter", "/usr/bin/unshare")
+
+
+def _collector(root: Path, idle: bool, enter: NsEnter | None) -> tuple[Any, list[Event]]:
+    events: list[Event] = []
+    c = collmod.PySpyCollector("/bin/true", 10, idle=idle, enter=enter)
+    c.ctx = CollectContext(target="t", pid=77, proc_root=str(root), emit_event=events.append)
+    c.notes = collmod._Notes(c.ctx)
+    return c, events
+
+
+def test_py_spy_enters_a_containers_pid_namespace_for_its_idle_filter(tmp_path: Path) -> None:
+    _fake_proc(tmp_path, 77, "/usr/bin/python3.11")
+    _ns(tmp_path, "self", "pid:[4026531836]")
+    _ns(tmp_path, 77, "pid:[4026532999]", nspid=1)
+    c, events = _collector(tmp_path, idle=False, enter=ENTER)
+    assert c._how(77, str(tmp_path)) == (ENTER, 1)
+    p = PySpyProcess("/x/py-spy", 77, "python3", 4242, 10, False, Clock(), print, c.notes,
+                     str(tmp_path), True, ENTER, 1)  # fmt: skip
+    argv = p._argv("/w/out.txt")
+    assert argv[:7] == ["/usr/bin/nsenter", "--target", "77", "--pid", "--",
+                        "/usr/bin/unshare", "--mount-proc"]  # fmt: skip
+    assert argv[7:11] == ["/x/py-spy", "record", "--pid", "1"] and "--idle" not in argv
+    assert events == []
+    # idle stacks wanted: from the host, as before (py-spy counts them all)
+    c, events = _collector(tmp_path, idle=True, enter=ENTER)
+    assert c._how(77, str(tmp_path)) == (None, None) and events == []
+    # cannot enter (not root, no nsenter): one note that idle time counts
+    c, events = _collector(tmp_path, idle=False, enter=None)
+    assert c._how(77, str(tmp_path)) == (None, None)
+    assert c._how(77, str(tmp_path)) == (None, None)
+    assert [e.data["code"] for e in events] == ["idle-unfiltered"]
+    # Python before 3.11: py-spy has no thread ids without pausing the app
+    _fake_proc(tmp_path, 77, "/usr/local/bin/python3.9")
+    c, events = _collector(tmp_path, idle=False, enter=ENTER)
+    assert c._how(77, str(tmp_path)) == (None, None)
+    assert [e.data["code"] for e in events] == ["idle-old-python"]
+    assert "Python 3.9" in events[0].message
+
+
+def test_same_pid_namespace_runs_py_spy_plainly(tmp_path: Path) -> None:
+    _fake_proc(tmp_path, 77, "/usr/bin/python3.12")
+    _ns(tmp_path, "self", "pid:[4026531836]")
+    _ns(tmp_path, 77, "pid:[4026531836]", nspid=77)
+    c, events = _collector(tmp_path, idle=False, enter=ENTER)
+    assert c._how(77, str(tmp_path)) == (None, None) and events == []
+
+
+FAKE_PYSPY = """\
+#!{python}
+import os, signal, sys, time
+out = sys.argv[sys.argv.index("--output") + 1]
+with open(os.environ["FAKE_PYSPY_LOG"], "a") as f:
+    f.write(f"{{os.getpid()}} {{os.getsid(0)}} {{os.path.dirname(os.path.dirname(out))}}\\n")
+def done(*_):
+    with open(out, "w") as f:
+        f.write("thread (1);main (/app/x.py:1) 5\\n")
+    sys.exit(0)
+signal.signal(signal.SIGINT, done)
+time.sleep(float(os.environ.get("FAKE_PYSPY_S", "0.3")))
+done()
+"""
+
+
+def test_py_spy_windows_run_in_their_own_session_and_none_starts_after_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = tmp_path / "py-spy"
+    spy.write_text(FAKE_PYSPY.format(python=sys.executable))
+    spy.chmod(0o755)
+    log = tmp_path / "log"
+    monkeypatch.setenv("FAKE_PYSPY_LOG", str(log))
+    monkeypatch.setenv("FAKE_PYSPY_S", "30")  # a window ends only when interrupted
+    rows: list[CodeSample] = []
+    work = tmp_path / "target-dir"
+    me = os.getpid()
+    p = PySpyProcess(str(spy), me, "me", proc_start(me), 10, False, Clock(), rows.extend,
+                     lambda *a: None, work_dir=str(work))  # fmt: skip
+    p.start_thread()
+    deadline = time.monotonic() + 20
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid, sid, folder = log.read_text().split()
+    # a session of its own: the terminal's Ctrl-C (SIGINT to edgeprof's group) misses it
+    assert int(sid) != os.getsid(0) and int(sid) == int(pid)
+    assert Path(folder) == work  # its output lies in the target's folder
+    p.stop()  # SIGINT to the window: it writes its stacks and ends
+    p.join(20)
+    assert p._thread is not None and not p._thread.is_alive()
+    assert len(log.read_text().splitlines()) == 1  # no window after closing began
+    assert p.windows == 1 and sum(r.count for r in rows) == 5
+    assert list(work.iterdir()) == []  # its temporary folder is gone
+
+
+def test_a_profiler_dies_with_the_thread_that_started_it() -> None:
+    got: list[subprocess.Popen[bytes]] = []
+    t = threading.Thread(target=lambda: got.append(popen_tied(["sleep", "30"])))
+    t.start()
+    t.join()
+    child = got[0]
+    try:
+        assert child.wait(timeout=10) == -signal.SIGKILL  # PR_SET_PDEATHSIG
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_a_non_python_container_gets_one_note(tmp_path: Path) -> None:
+    _fake_proc(tmp_path, 77, "/usr/bin/busybox")
+    events: list[Event] = []
+    ctx = CollectContext(target="t", pid=77, proc_root=str(tmp_path), emit_event=events.append)
+    c = collmod.PySpyCollector("/bin/false", 10)
+    c.open(ctx)
+    c.close()
+    assert [e.message for e in events] == [
+        "no Python stacks were taken: no process of the container runs Python (busybox)"
+    ]
+
+
+def test_ctrl_c_is_seen_by_the_py_spy_chains_and_handled_as_before() -> None:
+    from edgeprof.codeprof import pyspy as pyspymod
+
+    got: list[int] = []
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ignored: left alone
+        pyspymod.watch_interrupts()
+        pyspymod.watch_interrupts()  # once
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [signal.SIGINT] and pyspymod.INTERRUPTED.is_set()
+        # a chain does not start another window after it
+        p = PySpyProcess("/bin/true", os.getpid(), "me", proc_start(os.getpid()), 10, False,
+                         Clock(), print, lambda *a: None)  # fmt: skip
+        assert p._window("/nonexistent/out") is False and p.windows == 0
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+        pyspymod.INTERRUPTED.clear()

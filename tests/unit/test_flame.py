@@ -96,6 +96,19 @@ def test_recursion_is_counted_once_in_total() -> None:
     assert all(f.total_pct <= 100.0 for f in code.top)
 
 
+def test_the_line_of_a_function_is_where_it_ran_itself() -> None:
+    # loop() calls inner() at line 10 in 90 samples and runs itself at line 12 in 10: its
+    # self time is at line 12; a function without self samples keeps its busiest line
+    loop_calls, loop_runs = Frame("loop", APP, 10), Frame("loop", APP, 12)
+    rows = [
+        CodeSample(1, "p", T0, (MAIN, loop_calls, Frame("inner", APP, 50)), 90),
+        CodeSample(1, "p", T0, (MAIN, loop_runs), 10),
+    ]
+    by = {f.function: f for f in top_functions(rows).top}
+    assert (by["loop"].line, by["loop"].self_pct, by["loop"].total_pct) == (12, 10.0, 100.0)
+    assert by["inner"].line == 50 and by["<module>"].line == 30
+
+
 def test_top_is_limited_to_ten_by_self() -> None:
     rows = [CodeSample(1, "p", T0, (MAIN, Frame(f"f{i:02d}", APP, i)), i + 1) for i in range(15)]
     code = top_functions(rows)
@@ -396,7 +409,15 @@ def test_flame_window_and_kind_select_a_phase(url: str, tmp_path: Path) -> None:
     assert code == 0, err
     frames = _frames(out.read_text())
     assert "hot" not in frames and frames["cold"][1] == 160
-    assert "2 s to 4 s" in err
+    assert "the windows overlapping 2 s to 4 s (2 s to 4 s)" in err
+    # whole windows: the title says which span they cover, not only what was asked
+    code, _, err = cli("flame", str(rid), "--db", url, "-o", str(out), "--from", "2.5",
+                       "--to", "3.2")  # fmt: skip
+    assert code == 0, err
+    assert _frames(out.read_text())["cold"][1] == 160
+    assert "the windows overlapping 2.5 s to 3.2 s (2 s to 4 s) · 160 samples" in err
+    code, _, err = cli("flame", str(rid), "--db", url, "-o", str(out), "--to", "0.5")
+    assert "the windows overlapping the start to 0.5 s (0 s to 1 s)" in err
     code, _, err = cli("flame", str(rid), "--db", url, "-o", str(out), "--kind", "native")
     assert code == 0, err
     frames = _frames(out.read_text())

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,11 @@ def check_trace(doc: dict[str, Any]) -> dict[str, Any]:
                 open_.pop()
             if open_:
                 assert b <= open_[-1][1], f"slice {ev} crosses its parent {open_[-1]}"
+                # inside a window: aggregated stacks, not a timeline
+                assert ev.get("args", {}).get("aggregated") is True, ev
+            else:  # top level: one window of stacks, saying what it is
+                assert ev.get("cat") == "stacks" and "by count" in ev["args"]["aggregated"], ev
+                assert ev["name"].startswith("stacks ") and ev["name"].endswith(" samples)"), ev
             open_.append((a, b))
     return {"counters": counters, "slices": slices, "procs": procs, "threads": threads}
 
@@ -115,17 +121,25 @@ def test_counters_and_stacks_on_one_timeline(url: str, tmp_path: Path) -> None:
     track = got["counters"][(target_pid, "cpu.percent", "%")]
     assert track == [(500_000 + k * 1_000_000, v) for k, v in enumerate(cpu)]
     assert [v for _, v in got["counters"][(target_pid, "app.fps", "value")]] == [30, 29, 31, 30]
-    # stacks: per 1-s slice, 100 samples at 100 Hz fill it; hot (80) beside cold (20)
+    # stacks: per window, one slice spanning it; inside, 100 samples at 100 Hz fill it,
+    # the biggest first: hot (80) then cold (20), which is no order in time
     evs = got["slices"][(4242, 4242)]
     by = defaultdict(list)
     for e in evs:
         by[e["name"]].append((e["ts"], e["dur"], e["args"]["samples"]))
+    windows = [e for e in evs if e["cat"] == "stacks"]
+    assert [(e["name"], e["ts"], e["dur"]) for e in windows] == [
+        (f"stacks {_hms(T0 + SEC)} (100 samples)", 1_000_000, 1_000_000),
+        (f"stacks {_hms(T0 + 2 * SEC)} (100 samples)", 2_000_000, 1_000_000),
+    ]
+    assert windows[0]["args"]["samples"] == 100 and windows[0]["args"]["rate_hz"] == 100
     assert by["<module>"] == [(1_000_000, 1_000_000, 100), (2_000_000, 1_000_000, 100)]
     assert by["work"] == by["<module>"]
-    assert by["cold"] == [(1_000_000, 200_000, 20), (2_000_000, 200_000, 20)]  # sorted: c < h
-    assert by["hot"] == [(1_200_000, 800_000, 80), (2_200_000, 800_000, 80)]
+    assert by["hot"] == [(1_000_000, 800_000, 80), (2_000_000, 800_000, 80)]
+    assert by["cold"] == [(1_800_000, 200_000, 20), (2_800_000, 200_000, 20)]
     hot = next(e for e in evs if e["name"] == "hot")
-    assert hot["args"] == {"file": APP, "line": 5, "samples": 80} and hot["cat"] == "python"
+    assert hot["args"] == {"file": APP, "line": 5, "samples": 80, "aggregated": True}
+    assert hot["cat"] == "python"
     # the spike (95 %, 97 % at 1.5 s and 2.5 s) and the hot code overlap in time
     spike = [t for t, v in track if v > 90]
     assert all(any(a <= t < a + d for a, d, _ in by["<module>"]) for t in spike)
@@ -133,23 +147,33 @@ def test_counters_and_stacks_on_one_timeline(url: str, tmp_path: Path) -> None:
     assert starts and starts[0]["ts"] == 500_000 and starts[0]["pid"] == target_pid
 
 
-def test_idle_time_is_left_empty_and_shared_callers_merge() -> None:
-    # 30 samples at 100 Hz: 0.3 s of the slice; two stacks share <module> → work
+def _hms(t_ns: int) -> str:
+    return datetime.fromtimestamp(t_ns / 1e9, tz=UTC).strftime("%H:%M:%S")
+
+
+def test_each_window_is_one_slice_with_its_call_tree_by_count() -> None:
+    # 30 samples at 100 Hz: 0.3 s of the window, the rest empty; two stacks share
+    # <module> → work; hot (20) before cold (10) whatever their names
     rows = [
-        CodeSample(1, "p", T0, (MAIN, WORK, HOT), 20),
         CodeSample(1, "p", T0, (MAIN, WORK, COLD), 10),
+        CodeSample(1, "p", T0, (MAIN, WORK, HOT), 20),
         CodeSample(1, "p", T0 + SEC, (MAIN, Frame("x", APP, 1)), 300),  # more than fit: squeezed
     ]
     evs = list(stack_slices(rows, T0, 1, 1, 100.0))
     first = [(e["name"], e["ts"], e["dur"]) for e in evs if e["ts"] < 1_000_000]
     assert first == [
+        (f"stacks {_hms(T0)} (30 samples)", 0, 1_000_000),
         ("<module>", 0, 300_000),
         ("work", 0, 300_000),
-        ("cold", 0, 100_000),
-        ("hot", 100_000, 200_000),
+        ("hot", 0, 200_000),
+        ("cold", 200_000, 100_000),
     ]
     second = [(e["name"], e["ts"], e["dur"]) for e in evs if e["ts"] >= 1_000_000]
-    assert second == [("<module>", 1_000_000, 1_000_000), ("x", 1_000_000, 1_000_000)]
+    assert second == [
+        (f"stacks {_hms(T0 + SEC)} (300 samples)", 1_000_000, 1_000_000),
+        ("<module>", 1_000_000, 1_000_000),
+        ("x", 1_000_000, 1_000_000),
+    ]
     check_trace(
         {
             "traceEvents": [
@@ -161,12 +185,37 @@ def test_idle_time_is_left_empty_and_shared_callers_merge() -> None:
     )
 
 
+def test_a_window_that_ended_early_never_overlaps_the_next() -> None:
+    # py-spy windows start about 1.02 s apart, but one cut short is followed sooner
+    rows = [
+        CodeSample(1, "p", T0, (MAIN, HOT), 40),
+        CodeSample(1, "p", T0 + 400_000_000, (MAIN, HOT), 100),
+    ]
+    evs = list(stack_slices(rows, T0, 1, 1, 100.0))
+    windows = [(e["ts"], e["dur"]) for e in evs if e["cat"] == "stacks"]
+    assert windows == [(0, 400_000), (400_000, 1_000_000)]
+    assert [(e["ts"], e["dur"]) for e in evs if e["name"] == "hot"] == [
+        (0, 400_000),
+        (400_000, 1_000_000),
+    ]
+
+
 def test_a_run_without_stacks_still_exports_its_counters(url: str, tmp_path: Path) -> None:
     rid = make_code_run(url, {"app": []}, {"cpu.percent": [1.0, 2.0]})
     _, doc, _ = export(url, rid, tmp_path)
     got = check_trace(doc)
     assert not got["slices"]
     assert [v for _, v in got["counters"][(PID_MAX + 2, "cpu.percent", "%")]] == [1.0, 2.0]
+
+
+WINDOW = {
+    "name": "stacks 00:00:00 (1 samples)",
+    "cat": "stacks",
+    "ph": "X",
+    "pid": 1,
+    "tid": 1,
+    "args": {"aggregated": "summed per stack, by count"},
+}
 
 
 def test_structural_check_catches_bad_traces() -> None:
@@ -192,14 +241,19 @@ def test_structural_check_catches_bad_traces() -> None:
             }
         )
     thread = {"name": "thread_name", "ph": "M", "pid": 1, "tid": 1, "args": {"name": "t"}}
+    frame = {"name": "f", "ph": "X", "ts": 0, "dur": 5, "pid": 1, "tid": 1, "args": {}}
+    with pytest.raises(AssertionError, match="stacks"):  # a frame outside any window
+        check_trace({"traceEvents": [*named, thread, frame]})
+    with pytest.raises(AssertionError, match="aggregated"):  # not marked as aggregated
+        check_trace({"traceEvents": [*named, thread, {**WINDOW, "ts": 0, "dur": 10}, frame]})
     with pytest.raises(AssertionError, match="crosses"):
         check_trace(
             {
                 "traceEvents": [
                     *named,
                     thread,
-                    {"name": "a", "ph": "X", "ts": 0, "dur": 10, "pid": 1, "tid": 1},
-                    {"name": "b", "ph": "X", "ts": 5, "dur": 10, "pid": 1, "tid": 1},
+                    {**WINDOW, "ts": 0, "dur": 10},
+                    {**WINDOW, "ts": 5, "dur": 10},
                 ]
             }
         )
@@ -241,6 +295,10 @@ def test_perfetto_trace_processor_loads_it(url: str, tmp_path: Path) -> None:
             "WHERE s.name = 'hot' ORDER BY s.ts"
         ).as_pandas_dataframe()
         assert list(hot["dur"]) == [800_000_000, 800_000_000]
-        assert list(hot["depth"]) == [2, 2]
+        assert list(hot["depth"]) == [3, 3]  # window → <module> → work → hot
+        windows = tp.query(
+            "SELECT s.dur AS dur FROM slice s WHERE s.name LIKE 'stacks %' ORDER BY s.ts"
+        ).as_pandas_dataframe()
+        assert list(windows["dur"]) == [1_000_000_000, 1_000_000_000]
     finally:
         tp.close()

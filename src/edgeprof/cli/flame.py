@@ -29,8 +29,9 @@ def add(sub: Any) -> None:
         "a flame graph: self-contained, searchable (regular expressions; the matched share "
         "is shown), click a box to zoom. The format follows the output name: .svg, .html, or "
         ".json for speedscope (https://www.speedscope.app: open the file there).\n\n"
-        "--from/--to pick a phase of the run: seconds from the target's start (stacks are "
-        "stored per 1-s slice).",
+        "--from/--to pick a phase of the run: seconds from the target's start. Stacks are "
+        "stored per window of about 1 s, so every window that overlaps [from, to) is drawn "
+        "whole; the title gives the span they cover.",
     )
     p.add_argument("run_id", metavar="RUN_ID", help="run id, or 'latest'")
     p.add_argument(

@@ -5,8 +5,11 @@ writer stores them with the target). :class:`PySpyCollector` watches the contain
 ``cgroup.procs`` (every :data:`POLL_S`, so forked workers and ``multiprocessing`` children
 are found) and runs py-spy on each Python process (:mod:`.pyspy`); :class:`PerfCollector`
 runs one ``perf record`` on the container's cgroup (:mod:`.perf`). Both run on the host,
-outside the container's cgroup: their CPU is not the app's. Every reason stacks cannot be
-taken is one event; the run goes on.
+outside the container's cgroup: their CPU is not the app's (py-spy enters the container's
+PID namespace so that its idle filter works, see :mod:`.pyspy`). Both are started in their
+own session with a parent-death signal (:mod:`.spawn`) and keep their files in the target's
+folder (``GroupEnv.container_dir``, removed by the reaper after a crash). Every reason
+stacks cannot be taken is one event; the run goes on.
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ from edgeprof.cgroups import cgroup_procs
 from edgeprof.codeprof import perf as perfmod
 from edgeprof.codeprof.model import CodeSample
 from edgeprof.codeprof.pyspy import (
+    NsEnter,
     PySpyProcess,
     exe_of,
     find_pyspy,
     is_python,
+    namespace,
+    ns_pid,
     proc_name,
     proc_start,
+    python_version,
+    watch_interrupts,
 )
+from edgeprof.codeprof.spawn import interrupt, popen_tied
 from edgeprof.collect.base import BaseCollector, CollectContext, Collector
 from edgeprof.errors import CollectorUnavailable
 from edgeprof.hostinfo import HostCaps
@@ -42,14 +51,16 @@ POLL_S = 0.2
 INSTALL_HINT = "pip install 'edgeprof[code]'"
 
 
-def code_collectors(opts: Any, caps: HostCaps) -> list[Collector]:
-    """The collectors ``profiling.code`` asks for (``opts`` is a ``CodeOptions``)."""
+def code_collectors(opts: Any, caps: HostCaps, work_dir: str | None = None) -> list[Collector]:
+    """The collectors ``profiling.code`` asks for (``opts`` is a ``CodeOptions``);
+    ``work_dir``: the target's private folder, for the profilers' files (None: the
+    system's temporary folder)."""
     rate = opts.rate_for(caps.ncpu, caps.jetson)
     out: list[Collector] = []
     if opts.python:
-        out.append(PySpyCollector(find_pyspy(), rate, opts.idle))
+        out.append(PySpyCollector(find_pyspy(), rate, opts.idle, work_dir=work_dir))
     if opts.native:
-        out.append(PerfCollector(perfmod.find_perf(), rate))
+        out.append(PerfCollector(perfmod.find_perf(), rate, work_dir=work_dir))
     return out
 
 
@@ -79,12 +90,24 @@ class PySpyCollector(BaseCollector):
     group = "code"
 
     def __init__(
-        self, binary: str | None, rate: int, idle: bool = False, nonblocking: bool = True
+        self,
+        binary: str | None,
+        rate: int,
+        idle: bool = False,
+        nonblocking: bool = True,
+        work_dir: str | None = None,
+        enter: NsEnter | None | bool = True,
     ) -> None:
+        """``enter``: how to start py-spy inside a container's PID namespace (True: find
+        ``nsenter``/``unshare``; False/None: never)."""
         self.binary = binary
         self.nonblocking = nonblocking
         self.rate = rate
         self.idle = idle
+        self.work_dir = work_dir
+        self.enter: NsEnter | None = (
+            NsEnter.find() if enter is True else enter if isinstance(enter, NsEnter) else None
+        )
         self.procs: dict[tuple[int, int], PySpyProcess] = {}
         self.others: dict[tuple[int, int], tuple[str, str]] = {}
         """Processes seen that do not run Python (so far): their name and binary."""
@@ -105,6 +128,7 @@ class PySpyCollector(BaseCollector):
         self.ctx = ctx
         self.notes = _Notes(ctx)
         self.emit = _emitter(ctx)
+        watch_interrupts()  # no new py-spy window once edgeprof got Ctrl-C
         self._poll()
         self._thread = threading.Thread(target=self._loop, name="edgeprof-code", daemon=True)
         self._thread.start()
@@ -141,6 +165,7 @@ class PySpyCollector(BaseCollector):
                 continue
             self.others.pop(key, None)
             assert self.binary is not None
+            enter, inner = self._how(pid, root)
             p = PySpyProcess(
                 self.binary,
                 pid,
@@ -153,9 +178,43 @@ class PySpyCollector(BaseCollector):
                 self.notes,
                 root,
                 self.nonblocking,
+                enter,
+                inner,
+                self.work_dir,
             )
             self.procs[key] = p
             p.start_thread()
+
+    def _how(self, pid: int, root: str) -> tuple[NsEnter | None, int | None]:
+        """Whether py-spy must enter the process's PID namespace for its idle filter (and
+        the PID to give it there); one note where idle time will be counted anyway."""
+        if self.idle:
+            return None, None  # idle stacks are wanted: py-spy from the host counts them all
+        version = python_version(pid, root)
+        if version is not None and version < (3, 11):
+            self.notes(
+                "idle-old-python",
+                f"py-spy cannot tell sleeping threads from running ones in Python "
+                f"{version[0]}.{version[1]} without pausing the app (it needs Python 3.11+), "
+                "so time in time.sleep and blocking calls counts as if it ran",
+                {"pid": pid, "python": f"{version[0]}.{version[1]}"},
+            )
+            return None, None
+        mine, theirs = namespace("self", "pid", root), namespace(pid, "pid", root)
+        if mine is None or theirs is None or mine == theirs:
+            return None, None  # on the host (or unknown): py-spy matches the threads itself
+        inner = ns_pid(pid, root)
+        if self.enter is None or inner is None:
+            self.notes(
+                "idle-unfiltered",
+                "py-spy cannot tell sleeping threads from running ones in a container unless "
+                "it runs in the container's PID namespace (as root, with nsenter and unshare "
+                "from util-linux), so time in time.sleep and blocking calls counts as if it "
+                "ran",
+                {"pid": pid},
+            )
+            return None, None
+        return self.enter, inner
 
     def sample(self, now_ns: int) -> list[Sample]:
         return []
@@ -171,18 +230,20 @@ class PySpyCollector(BaseCollector):
         for p in self.procs.values():
             p.join(5)
         names = sorted({name for name, _ in self.others.values()})
-        if names:
+        taken = sum(p.samples for p in self.procs.values())
+        if names and (taken > 0 or self.procs):  # else the one note below names them
             self.notes(
                 "not-python",
                 f"not Python, so no Python stacks: {', '.join(names)}",
                 {"processes": names},
             )
-        taken = sum(p.samples for p in self.procs.values())
         if taken == 0:
             if not self._seen_any:
                 why = "the container's processes exited before py-spy could attach"
             elif not self.procs:
-                why = "no process of the container runs Python"
+                why = "no process of the container runs Python" + (
+                    f" ({', '.join(names)})" if names else ""
+                )
             else:
                 why = (
                     "every Python process exited before py-spy could read it, or py-spy "
@@ -194,10 +255,13 @@ class PySpyCollector(BaseCollector):
 class PerfCollector(BaseCollector):
     group = "code"
 
-    def __init__(self, binary: str | None, rate: int) -> None:
+    def __init__(self, binary: str | None, rate: int, work_dir: str | None = None) -> None:
         self.binary = binary
         self.rate = rate
+        self.work_dir = work_dir
         self.proc: subprocess.Popen[bytes] | None = None
+        self._keeper: threading.Thread | None = None
+        self._err = b""
         self.root_fd: int | None = None
         self.tmp: tempfile.TemporaryDirectory[str] | None = None
         self.t0_ns = 0
@@ -224,20 +288,47 @@ class PerfCollector(BaseCollector):
         self.emit = _emitter(ctx)
         with contextlib.suppress(OSError):
             self.root_fd = os.open(f"{ctx.proc_root}/{ctx.pid}/root", os.O_PATH | os.O_DIRECTORY)
-        self.tmp = tempfile.TemporaryDirectory(prefix="edgeprof-perf-")
+        if self.work_dir is not None:
+            os.makedirs(self.work_dir, exist_ok=True)
+        self.tmp = tempfile.TemporaryDirectory(prefix="edgeprof-perf-", dir=self.work_dir)
         d = self.tmp.name
         self.data = os.path.join(d, "perf.data")
         self.t0_ns = ctx.clock.now_ns()
+        argv = perfmod.record_argv(self.binary, d, self.rate, cg, self.data)
+        # perf is started by a thread of its own that lives as long as perf does: its
+        # parent-death signal fires when the thread that forked it ends (spawn.py)
+        started: list[subprocess.Popen[bytes] | OSError] = []
+        ready = threading.Event()
+        self._keeper = threading.Thread(
+            target=self._keep, args=(argv, started, ready), name="edgeprof-perf", daemon=True
+        )
+        self._keeper.start()
+        ready.wait()
+        if isinstance(started[0], OSError):
+            self._keeper.join()
+            self._keeper = None
+            self._cleanup()
+            raise CollectorUnavailable(f"perf could not be started: {started[0]}") from None
+        self.proc = started[0]
+
+    def _keep(
+        self,
+        argv: list[str],
+        started: list[subprocess.Popen[bytes] | OSError],
+        ready: threading.Event,
+    ) -> None:
         try:
-            self.proc = subprocess.Popen(
-                perfmod.record_argv(self.binary, d, self.rate, cg, self.data),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+            p = popen_tied(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
         except OSError as e:
-            self._cleanup()
-            raise CollectorUnavailable(f"perf could not be started: {e}") from None
+            started.append(e)
+            ready.set()
+            return
+        started.append(p)
+        ready.set()
+        _, err = p.communicate()  # perf's messages; returns when perf has ended
+        self._err = err
 
     def sample(self, now_ns: int) -> list[Sample]:
         return []
@@ -247,14 +338,15 @@ class PerfCollector(BaseCollector):
         if p is None:
             return
         self.proc = None
+        keeper, self._keeper = self._keeper, None
         try:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-            try:
-                _, err = p.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                _, err = p.communicate()
+            interrupt(p)  # perf writes perf.data and ends
+            if keeper is not None:
+                keeper.join(30)
+                if keeper.is_alive():
+                    interrupt(p, signal.SIGKILL)
+                    keeper.join()
+            err = self._err
             if not os.path.exists(self.data) or os.path.getsize(self.data) == 0:
                 lines = [ln for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
                 why = lines[-1].strip() if lines else f"perf exited with status {p.returncode}"

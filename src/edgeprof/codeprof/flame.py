@@ -336,6 +336,9 @@ class Selection:
     from_s: float | None
     to_s: float | None
     kind: str | None
+    span_s: tuple[float, float] | None = None
+    """Where the selected windows (stacks are stored per window of about 1 s) begin and
+    end, seconds from the target's start: whole windows, so wider than ``[from_s, to_s)``."""
 
     @property
     def total(self) -> int:
@@ -346,9 +349,11 @@ class Selection:
         if self.kind:
             t += f" · {self.kind}"
         if self.from_s is not None or self.to_s is not None:
-            a = "start" if self.from_s is None else f"{self.from_s:g} s"
-            b = "end" if self.to_s is None else f"{self.to_s:g} s"
-            t += f" · {a} to {b}"
+            a = "the start" if self.from_s is None else f"{self.from_s:g} s"
+            b = "the end" if self.to_s is None else f"{self.to_s:g} s"
+            t += f" · the windows overlapping {a} to {b}"
+            if self.span_s is not None:
+                t += f" ({self.span_s[0]:g} s to {self.span_s[1]:g} s)"
         return t + f" · {self.total:,} samples"
 
 
@@ -424,7 +429,11 @@ def select(
             f"{from_s or 0:g} s and {'its end' if to_s is None else f'{to_s:g} s'}; "
             f"its stacks span {a:g} s to {b:g} s from its start"
         )
-    return Selection(run.id, t.name, rows, from_s, to_s, kind)
+    span = (
+        round((min(s.t_ns for s in rows) - t0) / 1e9, 3),
+        round((max(s.t_ns for s in rows) - t0) / 1e9 + SLICE_S, 3),
+    )
+    return Selection(run.id, t.name, rows, from_s, to_s, kind, span)
 
 
 OUTPUTS = (".svg", ".html", ".htm", ".json")

@@ -7,9 +7,33 @@ until the next change, so idle time is charged to the code that ran before it). 
 process gets a chain of ``py-spy record --duration 1 --format raw`` windows, one per time
 slice: exact sample counts, py-spy's own idle rule, and each slice time-stamped by the
 run's clock when its window starts. Attaching costs py-spy about 7 ms of CPU and leaves a
-gap of about 10 ms between windows (measured; the pyenv shim in front of the binary costs
-ten times that, so the binary next to the interpreter is preferred). ``--nonblocking``: the
-app is never paused to be read.
+gap between windows (see docs/performance.md §11 for what a window chain takes; the pyenv
+shim in front of the binary costs ten times that, so the binary next to the interpreter is
+preferred). ``--nonblocking``: the app is never paused to be read.
+
+Idle stacks: py-spy decides whether a thread sleeps from the OS (``/proc/PID/task/TID/stat``)
+and matches Python threads to OS threads through ``PyThreadState.native_thread_id``
+(Python 3.11+). In a container that id is the thread's id *in the container's PID
+namespace*, while py-spy on the host lists host ids, so no thread matches and every sleeping
+thread counts as running (benfred/py-spy#490). So, unless ``idle`` is asked for, py-spy on a
+container's process is started inside the container's PID namespace, with a /proc of that
+namespace in a private mount namespace (``nsenter --target PID --pid -- unshare
+--mount-proc py-spy … --pid NSPID``; root only, which py-spy from the host needs anyway):
+the ids then match and py-spy's own idle filter works, and the binary, the output file and
+the host's files stay where they are. The price: when the container's PID 1 exits, the
+kernel kills every process of its namespace, py-spy too, so the last (partial) window of
+PID 1 is lost. Where this cannot be done (not root, no nsenter/unshare) py-spy runs as
+before and one event says that idle time is counted. For Python before 3.11 py-spy has no
+thread id without pausing the app (``--nonblocking``) and falls back on a guess from the
+top frame (``threading.wait``, ``select``…): ``time.sleep`` still counts; one event says so.
+(``--gil`` would drop sleeping threads but also native code that releases the GIL — numpy,
+OpenCV — so it is not used.)
+
+Every py-spy runs in a session of its own with a parent-death signal (:mod:`.spawn`): the
+terminal's Ctrl-C does not end a window early, no new window starts once edgeprof got
+Ctrl-C or SIGTERM (:data:`INTERRUPTED`) or closing began (the collector then ends the
+window in flight, which writes what it has), and a py-spy never outlives edgeprof by more
+than its window.
 
 py-spy prints "behind in sampling" only when it is more than a second late, which a one-
 second window cannot be; a window that takes much longer than a second says the same
@@ -30,8 +54,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgeprof.codeprof.model import CodeSample, Frame
+from edgeprof.codeprof.spawn import interrupt, popen_tied
 from edgeprof.model import Clock
 
 BEHIND_FACTOR = 1.25
@@ -100,14 +126,73 @@ def is_python(pid: int, proc_root: str = "/proc") -> bool | None:
         return None
 
 
-def proc_start(pid: int, proc_root: str = "/proc") -> int | None:
-    """The process's start time (clock ticks since boot): with the PID, its identity."""
+def proc_start(pid: int, proc_root: str = "/proc", *, running: bool = False) -> int | None:
+    """The process's start time (clock ticks since boot): with the PID, its identity.
+    ``running``: None for a process that has exited but was not reaped yet (a zombie)."""
     try:
         with open(f"{proc_root}/{pid}/stat", "rb") as f:
             text = f.read()
-        return int(text[text.rindex(b")") + 2 :].split()[19])
+        fields = text[text.rindex(b")") + 2 :].split()
+        if running and fields[0] in (b"Z", b"X"):
+            return None
+        return int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def namespace(pid: int | str, kind: str, proc_root: str = "/proc") -> str | None:
+    """The process's namespace of ``kind`` (``pid``, ``mnt``) as ``pid:[4026531836]``."""
+    try:
+        return os.readlink(f"{proc_root}/{pid}/ns/{kind}")
+    except OSError:
+        return None
+
+
+def ns_pid(pid: int, proc_root: str = "/proc") -> int | None:
+    """The process's PID in its own (innermost) PID namespace (``NSpid``'s last field)."""
+    try:
+        with open(f"{proc_root}/{pid}/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+_VERSION_RE = re.compile(rb"(?:python|libpython)(\d)\.(\d+)")
+
+
+def python_version(pid: int, proc_root: str = "/proc") -> tuple[int, int] | None:
+    """The interpreter's version from its binary's or libpython's name (None: unknown)."""
+    m = _VERSION_RE.search(os.path.basename(exe_of(pid, proc_root)).encode())
+    if m is None:
+        try:
+            with open(f"{proc_root}/{pid}/maps", "rb") as f:
+                m = _VERSION_RE.search(f.read())
+        except OSError:
+            return None
+    return (int(m[1]), int(m[2])) if m is not None else None
+
+
+@dataclass(frozen=True)
+class NsEnter:
+    """How to start py-spy inside a container's PID namespace (see the module's text)."""
+
+    nsenter: str
+    unshare: str
+
+    @classmethod
+    def find(cls) -> NsEnter | None:
+        """None unless this process is root and has ``nsenter`` and ``unshare``."""
+        nsenter, unshare = shutil.which("nsenter"), shutil.which("unshare")
+        if os.geteuid() != 0 or nsenter is None or unshare is None:
+            return None
+        return cls(nsenter, unshare)
+
+    def prefix(self, host_pid: int) -> list[str]:
+        return [self.nsenter, "--target", str(host_pid), "--pid", "--",
+                self.unshare, "--mount-proc"]  # fmt: skip
 
 
 def proc_name(pid: int, proc_root: str = "/proc") -> str:
@@ -116,6 +201,39 @@ def proc_name(pid: int, proc_root: str = "/proc") -> str:
             return f.read().strip()
     except OSError:
         return str(pid)
+
+
+INTERRUPTED = threading.Event()
+"""Set when edgeprof got Ctrl-C or SIGTERM (see :func:`watch_interrupts`): no new window
+starts after it, while the run stops its containers and then closes the collectors."""
+
+
+def _watching(handler: object) -> bool:
+    return bool(getattr(handler, "_edgeprof_watch", False))
+
+
+def watch_interrupts() -> None:
+    """Chain a handler for SIGINT and SIGTERM that sets :data:`INTERRUPTED` before doing
+    what the handler before it did (raise KeyboardInterrupt, as a rule). Only from the main
+    thread (elsewhere Python cannot set handlers), once; a handler that ignores the signal
+    is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        prev = signal.getsignal(sig)
+        if _watching(prev) or prev in (signal.SIG_IGN, None):
+            continue
+
+        def handler(signum: int, frame: Any, prev: Any = prev) -> None:
+            INTERRUPTED.set()
+            if callable(prev):
+                prev(signum, frame)
+            else:  # SIG_DFL: end as the default action would
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        handler._edgeprof_watch = True  # type: ignore[attr-defined]
+        signal.signal(sig, handler)
 
 
 Note = Callable[[str, str, dict[str, object]], None]
@@ -138,6 +256,12 @@ class PySpyProcess:
     proc_root: str = "/proc"
     nonblocking: bool = True
     """False: py-spy's default, which pauses the app while it reads each sample."""
+    enter: NsEnter | None = None
+    """Start py-spy inside the process's PID namespace (so that its idle filter works)."""
+    inner_pid: int | None = None
+    """The process's PID in its namespace (with ``enter``)."""
+    work_dir: str | None = None
+    """Where the window's output goes (the target's folder: removed even after a crash)."""
     samples: int = 0
     windows: int = 0
     behind: int = 0
@@ -153,24 +277,29 @@ class PySpyProcess:
         self._thread.start()
 
     def alive(self) -> bool:
-        return self.start is not None and proc_start(self.pid, self.proc_root) == self.start
+        return (
+            self.start is not None
+            and proc_start(self.pid, self.proc_root, running=True) == self.start
+        )
 
     def stop(self) -> None:
         """Ask the current window to write what it has and end (py-spy's Ctrl-C)."""
-        self._stop.set()
-        with self._lock:
+        with self._lock:  # no window starts after this
+            self._stop.set()
             p = self._current
-            if p is not None and p.poll() is None:
-                with contextlib.suppress(OSError):
-                    p.send_signal(signal.SIGINT)
+            if p is not None:
+                interrupt(p)
 
     def join(self, timeout: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
     def _argv(self, out: str) -> list[str]:
-        argv = [
-            self.binary, "record", "--pid", str(self.pid), "--duration", "1",
+        inside = self.enter is not None and self.inner_pid is not None
+        pid = self.inner_pid if inside else self.pid
+        prefix = self.enter.prefix(self.pid) if self.enter is not None and inside else []
+        argv = prefix + [
+            self.binary, "record", "--pid", str(pid), "--duration", "1",
             "--rate", str(self.rate), "--format", "raw", "--output", out,
             "--full-filenames", "--threads", "--hideprogress",
         ]  # fmt: skip
@@ -181,7 +310,9 @@ class PySpyProcess:
         return argv
 
     def _run(self) -> None:
-        with tempfile.TemporaryDirectory(prefix="edgeprof-pyspy-") as tmp:
+        if self.work_dir is not None:
+            os.makedirs(self.work_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="edgeprof-pyspy-", dir=self.work_dir) as tmp:
             out = os.path.join(tmp, "window.txt")
             while not self._stop.is_set():
                 if not self._window(out):
@@ -195,10 +326,10 @@ class PySpyProcess:
         t_ns = self.clock.now_ns()
         m0 = time.monotonic()
         with self._lock:
-            if self._stop.is_set():
+            if self._stop.is_set() or INTERRUPTED.is_set():
                 return False
-            try:
-                p = subprocess.Popen(
+            try:  # from this thread, which outlives the window (the parent-death signal)
+                p = popen_tied(
                     self._argv(out),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
@@ -224,6 +355,11 @@ class PySpyProcess:
             self.samples += sum(r.count for r in rows)
             self.emit(rows)
         alive = self.alive()
+        if alive and self.enter is not None and p.returncode == -signal.SIGKILL:
+            # py-spy in the container's PID namespace is killed when its PID 1 exits; the
+            # process may still be a zombie for a moment
+            time.sleep(0.1)
+            alive = self.alive()
         if "behind in sampling" in log or (
             alive and not self._stop.is_set() and p.returncode == 0 and elapsed > BEHIND_FACTOR
         ):

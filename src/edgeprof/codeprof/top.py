@@ -1,7 +1,8 @@
 """The top functions of sampled stacks: self and total share of the samples.
 
 A function is its name and file (``Frame.function``, ``Frame.file``): the lines a sampler
-saw it at are counted apart only to name its busiest line. *Self* samples are those whose
+saw it at are counted apart only to name its busiest line — where it ran itself (its line
+in the stacks that end in it) when it has self samples, else where it called from. *Self* samples are those whose
 stack ends in the function (it was running); *total* samples are those whose stack holds it
 anywhere — once per stack, so a recursive function is not counted once per level and no
 total exceeds 100 %. Percentages are of every sample given (the target's, or its window's).
@@ -51,7 +52,8 @@ class TopFunction:
     function: str
     file: str
     line: int
-    """The line most samples of the function were taken at (0 when unknown)."""
+    """The line most of the function's self samples were taken at (a function with none:
+    most of its samples; 0 when unknown)."""
     self_samples: int
     total_samples: int
     self_pct: float
@@ -89,6 +91,7 @@ def top_functions(samples: Iterable[SampleLike], n: int | None = TOP_N) -> CodeS
     self_n: Counter[tuple[str, str]] = Counter()
     total_n: Counter[tuple[str, str]] = Counter()
     lines: dict[tuple[str, str], Counter[int]] = {}
+    self_lines: dict[tuple[str, str], Counter[int]] = {}
     for s in samples:
         c = int(s.count)
         if c <= 0:
@@ -104,6 +107,7 @@ def top_functions(samples: Iterable[SampleLike], n: int | None = TOP_N) -> CodeS
         if s.stack:
             leaf = s.stack[-1]
             self_n[(leaf.function, leaf.file)] += c
+            self_lines.setdefault((leaf.function, leaf.file), Counter())[int(leaf.line)] += c
     if total == 0:
         return CodeSummary(0, [])
     order = sorted(total_n, key=lambda k: (-self_n[k], -total_n[k], k))
@@ -115,7 +119,7 @@ def top_functions(samples: Iterable[SampleLike], n: int | None = TOP_N) -> CodeS
             TopFunction(
                 function=k[0],
                 file=k[1],
-                line=_busiest(lines[k]),
+                line=_busiest(self_lines.get(k) or lines[k]),
                 self_samples=self_n[k],
                 total_samples=total_n[k],
                 self_pct=100.0 * self_n[k] / total,

@@ -194,7 +194,7 @@ def _code(env: GroupEnv) -> list[Collector]:
         return []
     from edgeprof.codeprof.collector import code_collectors
 
-    return code_collectors(o, env.caps)
+    return code_collectors(o, env.caps, env.container_dir)
 
 
 register(

@@ -9,9 +9,14 @@ the run's start. What it holds:
   (metric and labels, as ``summary`` names it) and the unit as the argument, so Perfetto
   names the track ``cpu.percent %`` or ``app.fps{stage=decode} value``;
 - the sampled stacks (``profiling.code``) of every process of a target as slices (``"ph":
-  "X"``) on that process' track (its host PID, named ``TARGET: COMM [PID]``): per 1-s slice
-  of stored stacks, the distinct stacks are laid side by side, sorted so that shared callers
-  merge into one slice, each sample lasting one sampling period (``1 / rate``);
+  "X"``) on that process' track (its host PID, named ``TARGET: COMM [PID]``; one thread
+  track per thread). Stacks are stored summed per window (about 1 s), so the trace draws
+  each window as what it is, not as a timeline: one slice spanning the window, named
+  ``stacks 12:00:01 (99 samples)`` (UTC), and inside it the window's call tree as nested
+  slices, each as wide as its samples (one sampling period, ``1 / rate``, per sample, so the
+  time nobody ran stays empty; squeezed when more samples than that fit), siblings by
+  count, the biggest first. Their args say so (``aggregated``): left to right is *not* the
+  order in time;
 - the run's events (start, exit, notes) as instant events on their target's track.
 
 It is written as the store's sweep yields samples, so a long run is not held in memory.
@@ -23,7 +28,8 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from edgeprof.analyze.summary import series_key
@@ -45,18 +51,20 @@ class PerfettoResult:
 
 
 @dataclass
-class _Stack:
-    kind: str
-    lines: list[Counter[int]]
-    count: int = 0
+class _Node:
+    """One frame of a window's call tree: its samples and on which lines they were."""
 
-
-@dataclass
-class _Open:
     frame: tuple[str, str]
-    start: int
     kind: str
-    lines: Counter[int]
+    count: int = 0
+    lines: Counter[int] = field(default_factory=Counter)
+    children: dict[tuple[str, str], _Node] = field(default_factory=dict)
+
+
+AGGREGATED = (
+    "the samples of this window summed per stack: widths are sample counts, left to right "
+    "is by count, not the order in time"
+)
 
 
 def _dump(ev: dict[str, Any]) -> str:
@@ -76,70 +84,87 @@ def _rate(t: TargetRecord) -> float:
     return float(rate) if isinstance(rate, int | float) and rate > 0 else DEFAULT_RATE
 
 
-def _close(
-    open_: list[_Open], spans: list[tuple[int, int, int, _Open]], down_to: int, at: int
-) -> None:
-    """End the open frames deeper than ``down_to`` at sample ``at``."""
-    while len(open_) > down_to:
-        o = open_.pop()
-        spans.append((o.start, at, len(open_), o))
+def _utc(t_ns: int) -> datetime:
+    return datetime.fromtimestamp(t_ns / 1e9, tz=UTC)
 
 
 def stack_slices(
     rows: Sequence[Any], t0_ns: int, pid: int, tid: int, rate: float
 ) -> Iterator[dict[str, Any]]:
-    """The ``X`` events of one thread's stored stacks: per 1-s slice, the distinct stacks
-    side by side in sorted order (shared callers merged into one slice), each sample
-    ``1/rate`` s long (shorter when more samples than that fit the slice); in integer
-    microseconds, so every child lies inside its parent."""
-    periods: dict[int, dict[tuple[tuple[str, str], ...], _Stack]] = {}
+    """The ``X`` events of one thread's stored stacks: per window, one slice spanning it
+    (up to the next window's start, at most :data:`SLICE_US`) and the window's call tree
+    nested inside, ``1/rate`` s per sample (less when more samples than that fit), children
+    by count; in integer microseconds from ``t0_ns``, so every child lies inside its
+    parent."""
+    windows: dict[int, _Node] = {}
     for s in rows:
-        if int(s.count) <= 0 or not s.stack:
+        n = int(s.count)
+        if n <= 0 or not s.stack:
             continue
-        key = tuple((f.function, f.file) for f in s.stack)
-        got = periods.setdefault(s.t_ns, {}).get(key)
-        if got is None:
-            got = periods[s.t_ns][key] = _Stack(s.kind, [Counter() for _ in key])
-        got.count += int(s.count)
-        for d, f in enumerate(s.stack):
-            got.lines[d][int(f.line)] += int(s.count)
-    for t_ns in sorted(periods):
-        stacks = periods[t_ns]
+        node = windows.setdefault(s.t_ns, _Node(("", ""), s.kind))
+        node.count += n
+        for f in s.stack:
+            key = (f.function, f.file)
+            child = node.children.get(key)
+            if child is None:
+                child = node.children[key] = _Node(key, s.kind)
+            child.count += n
+            child.lines[int(f.line)] += n
+            node = child
+    starts = sorted(windows)
+    for i, t_ns in enumerate(starts):
+        root = windows[t_ns]
         base = (t_ns - t0_ns) // 1000
-        per = min(1e6 / rate, SLICE_US / sum(v.count for v in stacks.values()))
-        spans: list[tuple[int, int, int, _Open]] = []
-        open_: list[_Open] = []
-        cum = 0
+        span = SLICE_US if i + 1 == len(starts) else min(SLICE_US, (starts[i + 1] - t_ns) // 1000)
+        if span <= 0:
+            continue
+        per = min(1e6 / rate, span / root.count)
+        at = _utc(t_ns)
+        yield {
+            "name": f"stacks {at:%H:%M:%S} ({root.count} samples)",
+            "cat": "stacks",
+            "ph": "X",
+            "ts": base,
+            "dur": span,
+            "pid": pid,
+            "tid": tid,
+            "args": {
+                "aggregated": AGGREGATED,
+                "samples": root.count,
+                "rate_hz": rate,
+                "window_start_utc": at.isoformat(timespec="milliseconds"),
+            },
+        }
+        yield from _tree(root, 0, base, per, pid, tid)
 
-        for key in sorted(stacks):
-            st = stacks[key]
-            common = 0
-            while common < min(len(key), len(open_)) and open_[common].frame == key[common]:
-                common += 1
-            _close(open_, spans, common, cum)
-            for d in range(common, len(key)):
-                open_.append(_Open(key[d], cum, st.kind, Counter()))
-            for d, o in enumerate(open_):
-                o.lines.update(st.lines[d])
-            cum += st.count
-        _close(open_, spans, 0, cum)
-        spans.sort(key=lambda sp: (sp[0], sp[2]))
-        for start, end, _depth, o in spans:
-            ts = base + round(start * per)
-            dur = base + round(end * per) - ts
-            if dur <= 0:
-                continue
-            line = min(o.lines.items(), key=lambda kv: (-kv[1], kv[0]))[0] if o.lines else 0
+
+def _tree(
+    node: _Node, start: int, base: int, per: float, pid: int, tid: int
+) -> Iterator[dict[str, Any]]:
+    """The children of ``node`` side by side from sample ``start`` on, depth first."""
+    at = start
+    for child in sorted(node.children.values(), key=lambda c: (-c.count, c.frame)):
+        ts = base + round(at * per)
+        dur = base + round((at + child.count) * per) - ts
+        if dur > 0:
+            line = min(child.lines.items(), key=lambda kv: (-kv[1], kv[0]))[0]
             yield {
-                "name": o.frame[0],
-                "cat": o.kind,
+                "name": child.frame[0],
+                "cat": child.kind,
                 "ph": "X",
                 "ts": ts,
                 "dur": dur,
                 "pid": pid,
                 "tid": tid,
-                "args": {"file": o.frame[1], "line": line, "samples": end - start},
+                "args": {
+                    "file": child.frame[1],
+                    "line": line,
+                    "samples": child.count,
+                    "aggregated": True,
+                },
             }
+            yield from _tree(child, at, base, per, pid, tid)
+        at += child.count
 
 
 def trace_events(store: Store, run_ref: str | int) -> Iterator[dict[str, Any]]:

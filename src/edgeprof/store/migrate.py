@@ -55,6 +55,34 @@ def samples_to_chunks(store: Any, cur: Any, progress: Progress | None) -> None:
                 progress(done, total)
 
 
+def _columns(store: Any, cur: Any, table: str) -> set[str]:
+    if store.d.name == "sqlite":
+        cur.execute(f"PRAGMA table_info({table})")
+        return {str(r[1]) for r in cur.fetchall()}
+    cur.execute(
+        store._q(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ?"
+        ),
+        (table,),
+    )
+    return {str(r[0]) for r in cur.fetchall()}
+
+
+def ensure_open_blocks(store: Any, cur: Any, progress: Progress | None) -> None:
+    """Version 5: what version 4 adds (``open_blocks``, ``series.final_block``), where it is
+    missing. A database stamped 4 by commit 516ca7d, where 4 meant the stack tables, lacks
+    them; on a real version 4 this does nothing."""
+    from edgeprof.store.schema import OPEN_BLOCKS
+
+    fmt = {"pk": store.d.pk, "real": store.d.real, "blob": store.d.blob}
+    for stmt in OPEN_BLOCKS:  # CREATE ... IF NOT EXISTS
+        cur.execute(stmt.format(**fmt))
+    if "final_block" not in _columns(store, cur, "series"):
+        cur.execute("ALTER TABLE series ADD COLUMN final_block BIGINT")
+
+
 STEPS: dict[str, Callable[[Any, Any, Progress | None], None]] = {
     "samples_to_chunks": samples_to_chunks,
+    "ensure_open_blocks": ensure_open_blocks,
 }

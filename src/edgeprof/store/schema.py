@@ -182,6 +182,10 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN owner TEXT"],
     3: [*CHUNK_TABLES, "@samples_to_chunks", "DROP TABLE samples"],
     4: [*OPEN_BLOCKS, "ALTER TABLE series ADD COLUMN final_block BIGINT"],
-    5: CODE_TABLES,
+    5: [*CODE_TABLES, "@ensure_open_blocks"],  # 4 meant the stack tables in commit 516ca7d
 }
 """Statements per version; ``@name`` runs the function ``name`` of :mod:`.migrate`."""
+
+MOVES_DATA = frozenset({"@samples_to_chunks"})
+"""Steps that rewrite data: a SQLite file is compacted (``VACUUM``) after them, not after
+steps that only add what is missing."""

@@ -38,7 +38,14 @@ from edgeprof.store.base import (
 )
 from edgeprof.store.chunks import ChunkRow
 from edgeprof.store.migrate import STEPS, Progress
-from edgeprof.store.schema import MIGRATIONS, READABLE_FROM, SCHEMA, SCHEMA_VERSION, Dialect
+from edgeprof.store.schema import (
+    MIGRATIONS,
+    MOVES_DATA,
+    READABLE_FROM,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Dialect,
+)
 
 
 def _is_db_error(e: BaseException) -> bool:
@@ -244,7 +251,7 @@ class SQLStore:
                 for stmt in MIGRATIONS[version]:
                     if stmt.startswith("@"):
                         STEPS[stmt[1:]](self, cur, progress)
-                        moved = True
+                        moved = moved or stmt in MOVES_DATA
                     else:
                         cur.execute(stmt.format(**fmt))
                 cur.execute(self._q("UPDATE schema_version SET version = ?"), (version,))
