@@ -28,7 +28,14 @@ from edgeprof.model import Clock, Event, Sample
 from edgeprof.spec.code import CodeOptions, merge_code
 from edgeprof.store import open_store
 from edgeprof.store.base import RunInfo, TargetInfo
-from edgeprof.store.schema import CODE_TABLES, OPEN_BLOCKS, SCHEMA, SCHEMA_VERSION, Dialect
+from edgeprof.store.schema import (
+    CODE_TABLES,
+    OPEN_BLOCKS,
+    RUNS_UUID_INDEX,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Dialect,
+)
 from edgeprof.store.writer import BatchWriter
 
 RAW = """\
@@ -183,6 +190,16 @@ def test_the_writer_stores_code_rows_under_the_named_target(tmp_path: Path) -> N
     store.close()
 
 
+def _before_v4(stmt: str) -> str:
+    """A statement of the current schema as versions before 4 had it: no
+    ``series.final_block``, no run UUID or metadata (version 6)."""
+    if stmt == RUNS_UUID_INDEX:
+        return "SELECT 1"
+    return stmt.replace(",\n        final_block BIGINT", "").replace(
+        ",\n        uuid TEXT,\n        meta TEXT", ""
+    )
+
+
 def test_a_version_3_database_gains_the_code_tables(tmp_path: Path) -> None:
     db = tmp_path / "v3.db"
     c = sqlite3.connect(db)
@@ -191,7 +208,7 @@ def test_a_version_3_database_gains_the_code_tables(tmp_path: Path) -> None:
     fmt = {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "blob": "BLOB"}
     for stmt in SCHEMA:  # version 3: no stack tables, no open blocks
         if stmt not in CODE_TABLES and stmt not in OPEN_BLOCKS:
-            c.execute(stmt.replace(",\n        final_block BIGINT", "").format(**fmt))
+            c.execute(_before_v4(stmt).format(**fmt))
     c.execute(
         "INSERT INTO runs (spec_name, image, started_ns, status, interval_s)"
         " VALUES ('old', 'i', 1, 'completed', 1.0)"
@@ -221,7 +238,7 @@ def make_516ca7d_v4(conn: Any, d: type[Dialect]) -> None:
     c.execute("INSERT INTO schema_version VALUES (4)")
     for stmt in SCHEMA:  # no open blocks, no series.final_block
         if stmt not in OPEN_BLOCKS:
-            c.execute(stmt.replace(",\n        final_block BIGINT", "").format(**fmt))
+            c.execute(_before_v4(stmt).format(**fmt))
     c.execute(
         "INSERT INTO runs (spec_name, image, started_ns, status, interval_s)"
         " VALUES ('old', 'i', 1, 'completed', 1.0)"
@@ -238,7 +255,7 @@ def make_516ca7d_v4(conn: Any, d: type[Dialect]) -> None:
 def check_516ca7d_v4_migrates(url: str) -> None:
     """Migrating it adds what version 4 means now; then it takes samples and stacks."""
     store = open_store(url)
-    assert store.migrated == (4, SCHEMA_VERSION) and SCHEMA_VERSION == 5
+    assert store.migrated == (4, SCHEMA_VERSION) and SCHEMA_VERSION >= 5
     with store._cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM open_blocks")
         assert cur.fetchone()[0] == 0
@@ -250,7 +267,7 @@ def check_516ca7d_v4_migrates(url: str) -> None:
     store.close()
     # a run written after the migration: its samples go through open blocks
     store = open_store(url)
-    assert store.migrated == (5, 5)
+    assert store.migrated == (SCHEMA_VERSION, SCHEMA_VERSION)
     run = store.begin_run(RunInfo("new", "i", 1, 1.0))
     tid = store.begin_target(TargetInfo(run, 0, "app", []))
     w = BatchWriter(store, run, flush_s=0.05)

@@ -630,6 +630,9 @@ def _v3_database(db: Path) -> tuple[int, list[tuple[int, float]], list[tuple[int
         "ALTER TABLE series DROP COLUMN final_block",
         "DROP TABLE code_samples",
         "DROP TABLE code_stacks",
+        "DROP INDEX runs_uuid",
+        "ALTER TABLE runs DROP COLUMN uuid",
+        "ALTER TABLE runs DROP COLUMN meta",
         "UPDATE schema_version SET version = 3",
     ):
         store.conn.execute(stmt)
@@ -660,6 +663,40 @@ def test_a_version_3_database_reads_as_it_is_and_migrates(tmp_path: Path) -> Non
     c = sqlite3.connect(db)
     assert c.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     c.close()
+
+
+def test_runs_have_uuids_and_metadata_and_older_runs_get_stable_ones(tmp_path: Path) -> None:
+    """Schema 6: a new run keeps the UUID and metadata it began with; runs of an older
+    database read (read-only) and migrate with the same derived UUID in every copy, so
+    that importing one twice cannot add it twice; a UUID prefix names a run."""
+    db = tmp_path / "v3.db"
+    crashed, _old, _opened = _v3_database(db)
+    copy = tmp_path / "copy.db"
+    shutil.copy(db, copy)
+    ro = open_store(f"sqlite:///{db}", readonly=True)
+    legacy = {r.id: r.uuid for r in ro.list_runs()}
+    assert len(set(legacy.values())) == 2 and ro.resolve_run(crashed).uuid == legacy[crashed]
+    ro.close()
+    for path in (db, copy):
+        store = open_store(f"sqlite:///{path}")
+        assert {r.id: r.uuid for r in store.list_runs()} == legacy
+        store.close()
+    store = open_store(f"sqlite:///{db}")
+    meta = {"device": {"model": "NVIDIA Jetson AGX Orin"}, "tags": {"build": "42"}}
+    rid = store.begin_run(
+        RunInfo(
+            "objcounter", "img", 5_000, 1.0, uuid="0a1b2c3d-0000-4000-8000-000000000001", meta=meta
+        )
+    )
+    rec = store.resolve_run("0a1b2c3d")
+    assert (rec.id, rec.meta) == (rid, meta)
+    assert store.list_runs()[0].uuid == "0a1b2c3d-0000-4000-8000-000000000001"
+    assert store.list_runs()[0].meta == meta
+    with pytest.raises(StoreError, match="no run with a UUID starting"):
+        store.resolve_run("ffffffff")
+    with pytest.raises(StoreError, match="UNIQUE|unique"):
+        store.begin_run(RunInfo("x", "img", 6_000, 1.0, uuid=rec.uuid))
+    store.close()
 
 
 def test_live_readers_see_final_chunks_and_open_blocks_exactly(

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+from uuid import uuid4
 
 from edgeprof.codeprof.model import CodeSample
 from edgeprof.model import Event, Labels
@@ -35,6 +36,10 @@ class RunInfo:
     version: str = ""
     owner: dict[str, Any] = field(default_factory=dict)
     """Who runs it: ``{"host", "pid", "pid_start", "boot_id"}`` — to tell a crashed run."""
+    uuid: str = field(default_factory=lambda: str(uuid4()))
+    """The run's identity in every database it is copied to (``import``, ``export``)."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """``{"device": {...}, "ci": {...}, "tags": {...}}`` (:mod:`edgeprof.farm.meta`)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class RunRecord:
     host: dict[str, Any]
     edgeprof_version: str | None
     owner: dict[str, Any] = field(default_factory=dict)
+    uuid: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,8 @@ class RunRow:
     failed_targets: int  # apps only: service rows are counted in ``services``
     owner: dict[str, Any] = field(default_factory=dict)
     services: int = 0
+    uuid: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:

@@ -82,7 +82,29 @@ def ensure_open_blocks(store: Any, cur: Any, progress: Progress | None) -> None:
         cur.execute("ALTER TABLE series ADD COLUMN final_block BIGINT")
 
 
+def legacy_run_uuid(started_ns: int, spec_name: str, image: str, owner: str | None) -> str:
+    """The UUID of a run stored before runs had one: derived from what the run row holds
+    (its start to the nanosecond, spec, image and owner — host, pid, boot id and a random
+    run uid where recorded), so that every copy of an older database, migrated or imported
+    anywhere, names its runs alike and ``import`` adds each once."""
+    import uuid
+
+    key = f"edgeprof-run:{started_ns}:{spec_name}:{image}:{owner or ''}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+
+
+def fill_run_uuids(store: Any, cur: Any, progress: Progress | None) -> None:
+    """Version 6: every stored run gets its UUID (:func:`legacy_run_uuid`)."""
+    cur.execute("SELECT id, started_ns, spec_name, image, owner FROM runs WHERE uuid IS NULL")
+    rows = [
+        (legacy_run_uuid(int(r[1]), str(r[2]), str(r[3]), r[4]), int(r[0])) for r in cur.fetchall()
+    ]
+    if rows:
+        cur.executemany(store._q("UPDATE runs SET uuid = ? WHERE id = ?"), rows)
+
+
 STEPS: dict[str, Callable[[Any, Any, Progress | None], None]] = {
     "samples_to_chunks": samples_to_chunks,
     "ensure_open_blocks": ensure_open_blocks,
+    "fill_run_uuids": fill_run_uuids,
 }

@@ -14,7 +14,9 @@ the newest samples, one row per flush for all series of a run (was: one open chu
 series and flush, whose ~840 rows a flush at 30 containers landed on as many index pages);
 ``series.final_block``. 5 — sampled stacks (``profiling.code``): ``code_stacks`` holds each
 distinct stack once per run, ``code_samples`` the counts per target, process, thread and
-1 s slice (:data:`CODE_TABLES`).
+1 s slice (:data:`CODE_TABLES`). 6 — ``runs.uuid`` (a run's identity across databases: ``import``
+adds a run once) and ``runs.meta`` (device, CI and ``--tag`` metadata, JSON: see
+:mod:`edgeprof.farm.meta`).
 
 A chunk is *final* (values encoded, timestamps in a time block). The newest samples of a
 run are in *open blocks* (:func:`.chunks.open_block`: per series, raw arrays of what it
@@ -30,7 +32,7 @@ block order. Version 3 wrote open chunks instead (raw little-endian arrays in ``
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 READABLE_FROM = 3
 """The oldest version read without migrating (read-only); 3 and 4 differ only in what they
 lack (open blocks, stacks), and readers of what is missing find nothing."""
@@ -114,6 +116,8 @@ see :func:`edgeprof.codeprof.model.encode_stack`), stored once per run and found
 its ``hash``; ``code_samples`` rows name it."""
 
 
+RUNS_UUID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS runs_uuid ON runs (uuid)"
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS runs (
         id {pk},
@@ -127,8 +131,11 @@ SCHEMA = [
         interval_s {real} NOT NULL,
         host TEXT,
         edgeprof_version TEXT,
-        owner TEXT
+        owner TEXT,
+        uuid TEXT,
+        meta TEXT
     )""",
+    RUNS_UUID_INDEX,
     """CREATE TABLE IF NOT EXISTS targets (
         id {pk},
         run_id BIGINT NOT NULL REFERENCES runs(id),
@@ -183,6 +190,12 @@ MIGRATIONS: dict[int, list[str]] = {
     3: [*CHUNK_TABLES, "@samples_to_chunks", "DROP TABLE samples"],
     4: [*OPEN_BLOCKS, "ALTER TABLE series ADD COLUMN final_block BIGINT"],
     5: [*CODE_TABLES, "@ensure_open_blocks"],  # 4 meant the stack tables in commit 516ca7d
+    6: [
+        "ALTER TABLE runs ADD COLUMN uuid TEXT",
+        "ALTER TABLE runs ADD COLUMN meta TEXT",
+        "@fill_run_uuids",
+        RUNS_UUID_INDEX,
+    ],
 }
 """Statements per version; ``@name`` runs the function ``name`` of :mod:`.migrate`."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import sqlite3
 import threading
 import zlib
@@ -37,7 +38,7 @@ from edgeprof.store.base import (
     TargetRecord,
 )
 from edgeprof.store.chunks import ChunkRow
-from edgeprof.store.migrate import STEPS, Progress
+from edgeprof.store.migrate import STEPS, Progress, legacy_run_uuid
 from edgeprof.store.schema import (
     MIGRATIONS,
     MOVES_DATA,
@@ -54,6 +55,9 @@ def _is_db_error(e: BaseException) -> bool:
         return True
     mod = type(e).__module__
     return mod.startswith("psycopg") and any(c.__name__ == "Error" for c in type(e).__mro__)
+
+
+_UUID_PREFIX = re.compile(r"[0-9a-f]{8}[0-9a-f-]{0,28}")
 
 
 def dumps(obj: Any) -> str:
@@ -105,6 +109,9 @@ class SQLStore:
         """Whether the database has open blocks (a version 3 one, read as it is, has not)."""
         self._code = self.migrated[1] >= 5
         """Whether it has the stack tables (one of version 3 or 4, read as it is, has not)."""
+        self._meta = self.migrated[1] >= 6
+        """Whether runs have ``uuid`` and ``meta`` (older versions, read as they are, have
+        not: their runs read with the UUID :func:`.migrate.legacy_run_uuid` gives them)."""
 
     # -- helpers --------------------------------------------------------------------------
     def _q(self, sql: str) -> str:
@@ -265,7 +272,8 @@ class SQLStore:
     def begin_run(self, info: RunInfo) -> int:
         return self._insert(
             "INSERT INTO runs (spec_name, image, spec_path, spec_text, started_ns, status,"
-            " interval_s, host, edgeprof_version, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " interval_s, host, edgeprof_version, owner, uuid, meta)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 info.spec_name,
                 info.image,
@@ -277,6 +285,8 @@ class SQLStore:
                 dumps(info.host),
                 info.version,
                 dumps(info.owner),
+                info.uuid,
+                dumps(info.meta),
             ),
         )
 
@@ -462,8 +472,7 @@ class SQLStore:
     # -- reading --------------------------------------------------------------------------
     def list_runs(self, limit: int = 50) -> list[RunRow]:
         rows = self._rows(
-            "SELECT r.id, r.spec_name, r.image, r.started_ns, r.ended_ns, r.status, r.owner"
-            " FROM runs r ORDER BY r.id DESC LIMIT ?",
+            f"SELECT {self._run_row_columns()} FROM runs ORDER BY id DESC LIMIT ?",
             (limit,),
         )
         # Apps and services counted apart (a service row's config has role "service"). The
@@ -496,6 +505,8 @@ class SQLStore:
                 failed_targets=counts[int(r["id"])][1],
                 owner=_loads(r["owner"]),
                 services=counts[int(r["id"])][2],
+                uuid=self._uuid_of(r),
+                meta=_loads(r.get("meta")),
             )
             for r in rows
         ]
@@ -508,10 +519,23 @@ class SQLStore:
                 raise StoreError(
                     f"no runs are stored in {self.url} yet; run 'edgeprof run SPEC' first"
                 )
+        elif not ref.isdigit() and self._meta and _UUID_PREFIX.fullmatch(ref.lower()):
+            # a run's UUID, or its first 8 or more characters (as 'runs --json' shows them)
+            rows = self._rows(
+                "SELECT * FROM runs WHERE uuid >= ? AND uuid < ? ORDER BY id LIMIT 2",
+                (ref.lower(), ref.lower() + "~"),
+            )
+            if len(rows) != 1:
+                what = "no run" if not rows else "more than one run"
+                raise StoreError(
+                    f"{what} with a UUID starting {ref!r} in {self.url}; give more of the UUID"
+                    " or a run id from 'edgeprof runs'"
+                )
         else:
             if not ref.isdigit():
                 raise StoreError(
-                    f"run id {ref!r} is not a number; use a number from 'edgeprof runs' or 'latest'"
+                    f"run id {ref!r} is not a number; use a number or UUID from 'edgeprof runs'"
+                    " or 'latest'"
                 )
             rows = self._rows("SELECT * FROM runs WHERE id = ?", (int(ref),))
             if not rows:
@@ -532,7 +556,21 @@ class SQLStore:
             host=_loads(r["host"]),
             edgeprof_version=r["edgeprof_version"],
             owner=_loads(r.get("owner")),
+            uuid=self._uuid_of(r),
+            meta=_loads(r.get("meta")),
         )
+
+    def _run_row_columns(self) -> str:
+        cols = "id, spec_name, image, started_ns, ended_ns, status, owner"
+        return cols + ", uuid, meta" if self._meta else cols
+
+    @staticmethod
+    def _uuid_of(r: dict[str, Any]) -> str:
+        """A run row's UUID; one stored before runs had one (a database read without
+        migrating) gets the one migrating would give it."""
+        if r.get("uuid"):
+            return str(r["uuid"])
+        return legacy_run_uuid(int(r["started_ns"]), r["spec_name"], r["image"], r.get("owner"))
 
     def targets(self, run_id: int) -> list[TargetRecord]:
         rows = self._rows("SELECT * FROM targets WHERE run_id = ? ORDER BY idx", (run_id,))
