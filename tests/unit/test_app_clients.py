@@ -121,15 +121,29 @@ from datadog import DogStatsd
 mode = sys.argv[2]
 kw = {"disable_buffering": False} if mode == "buffered" else {"disable_aggregation": False}
 s = DogStatsd(socket_path=sys.argv[1], **kw)
+# the client zeroes its drop counters each time it sends its telemetry (every 10 s): keep
+# what each reset cleared, so that a drop before the last telemetry flush is still seen
+cleared = []
+reset = s._reset_telemetry
+def _keep_then_reset():
+    cleared.append(s.packets_dropped)
+    reset()
+s._reset_telemetry = _keep_then_reset
 for i in range(20000):
     s.increment("frames", tags=[f"camera:{i % 50}"])
     s.increment("bytes", 1024)
     s.decrement("credits")
     s.histogram("infer_ms", (i % 10) + 0.5)
 if mode == "aggregated":
+    # datadog's flush thread is a daemon, and stop() neither stops nor waits for it: when
+    # it has just taken the last interval's counts, exiting kills it mid-send and those
+    # counts are lost without the client counting a drop (datadog 0.56; seen in CI, and
+    # in ~1 of 100 runs of a 0.5 s app: the counts it sent were exactly the counts that
+    # arrived). An app stops the thread before its last flush, as the client does inside.
+    getattr(s, "_stop_flush_thread", lambda: None)()
     s.flush_aggregated_metrics()   # the app's last flush: a burst, one datagram per series
 s.flush()
-print(json.dumps({"client_dropped": s.packets_dropped}))
+print(json.dumps({"client_dropped": s.packets_dropped + sum(cleared), "sent": s.packets_sent}))
 """
 
 
@@ -137,9 +151,12 @@ print(json.dumps({"client_dropped": s.packets_dropped}))
 def test_dogstatsd_buffered_and_aggregated_totals_exact(listener: Listener, mode: str) -> None:
     out = _python(DOGSTATSD_MODES, listener.path, mode)
     listener.close()
-    assert out["client_dropped"] == 0
+    # what each side counted, for a failure to say which side lost what
+    seen = {"client": out, "listener": listener.col.stats(), "pump": listener.col._pump_stats}
+    assert out["client_dropped"] == 0, seen
     frames = listener.last("app.frames.total")
-    assert len(frames) == 50 and sum(frames.values()) == 20000.0
+    seen["frames"] = {dict(k).get("camera"): v for k, v in frames.items()}
+    assert len(frames) == 50 and sum(frames.values()) == 20000.0, seen
     assert list(listener.last("app.bytes.total").values()) == [20000 * 1024.0]
     assert list(listener.last("app.credits.total").values()) == [-20000.0]
     timers = [s.value for s in listener.samples if s.metric == "app.infer_ms"]
