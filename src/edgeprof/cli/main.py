@@ -25,6 +25,7 @@ from edgeprof.cli import (
     compare,
     export,
     flame,
+    import_runs,
     logs,
     migrate,
     plot,
@@ -52,6 +53,7 @@ MODULES = (
     logs,
     cleanup,
     migrate,
+    import_runs,
 )
 COMMANDS = [m.NAME for m in MODULES]
 
