@@ -22,6 +22,7 @@ neither the reaper (which only removes what carries the run's ``edgeprof.run_uid
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import secrets
@@ -46,6 +47,7 @@ from edgeprof.collect.registry import (
 )
 from edgeprof.engine.base import ContainerEvent, ContainerInfo, Engine, Handle
 from edgeprof.errors import UserError
+from edgeprof.farm.meta import gpu_details, run_meta
 from edgeprof.hostinfo import HostCaps, detect, host_details
 from edgeprof.model import Clock, Event, EventKind, TargetStatus, labels_of
 from edgeprof.owner import owner_info
@@ -55,6 +57,7 @@ from edgeprof.session import Member, Session, close_collector
 from edgeprof.signals import DeferSignals, best_effort
 from edgeprof.sinks import MemberInfo, Sink, Tee
 from edgeprof.store.base import RunInfo, Store, TargetInfo
+from edgeprof.store.resilient import resilient
 from edgeprof.store.writer import BatchWriter
 from edgeprof.target import CollectorOpening, Notes
 
@@ -667,14 +670,17 @@ def attach_profile(
     reaper: bool = True,
     db_url: str | None = None,
     restart_wait_s: float = RESTART_WAIT_S,
+    tags: dict[str, str] | None = None,
 ) -> AttachResult:
     """Profile running containers as one stored run (see the module docstring).
 
     ``refs`` name containers (names or ids); ``all_running`` takes every running one and
     those that start while attached; ``label_filters`` (key → value, ``""``: any value)
-    narrows both and, without ``refs``, implies ``all_running``.
+    narrows both and, without ``refs``, implies ``all_running``. ``tags`` (``--tag``) are
+    stored in the run's ``meta["tags"]``.
     """
     ui = hooks or AttachHooks()
+    store = resilient(store)  # PostgreSQL: survives an outage, spools what never got there
     filters = dict(label_filters or {})
     groups = selected(check_metrics(list(metrics) if metrics is not None else DEFAULT_GROUPS))
     follow_new = not refs
@@ -697,6 +703,8 @@ def attach_profile(
     host = {**host_details(caps), **engine.engine_details(), "attach": attach_args}
     if len(images) == 1:
         host["image"] = engine.image_info(images[0])
+    # no spec: the commit is that of the folder attach was started in
+    meta = run_meta(caps, host, gpu_details(caps), host.get("image"), os.getcwd(), tags)
     run_id = store.begin_run(
         RunInfo(
             spec_name=SPEC_NAME,
@@ -708,6 +716,7 @@ def attach_profile(
             host=host,
             version=__version__,
             owner={**owner, "run_uid": run_uid},
+            meta=meta,
         )
     )
     result = AttachResult(run_id=run_id, status="running")

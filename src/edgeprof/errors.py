@@ -29,5 +29,16 @@ class StoreError(UserError):
     """The database URL is wrong or the database cannot be opened or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The connection to the database server was lost (or cannot be made again): the
+    statement did not happen; it may be retried once the store reconnects. ``xid`` is set
+    when the loss came while committing: that transaction may or may not have committed
+    (see :meth:`edgeprof.store.sql.SQLStore.committed`)."""
+
+    def __init__(self, message: str, xid: int | None = None) -> None:
+        super().__init__(message)
+        self.xid = xid
+
+
 class CollectorUnavailable(EdgeprofError):
     """A collector cannot work on this machine; the reason is recorded and the run goes on."""

@@ -56,6 +56,7 @@ EventKind = Literal[
     "container_restarted",
     "container_removed",
     "detached",
+    "samples_dropped",
 ]
 
 TargetStatus = Literal[

@@ -29,6 +29,7 @@ from edgeprof import __version__
 from edgeprof.collect.registry import AppOptions, CollectOptions, StatsSource, selected
 from edgeprof.engine.base import Engine, Handle
 from edgeprof.errors import EngineError, UserError
+from edgeprof.farm.meta import run_meta
 from edgeprof.hostinfo import HostCaps, detect, host_details
 from edgeprof.model import FAILED_STATUSES, Clock, Event
 from edgeprof.owner import owner_info
@@ -40,6 +41,7 @@ from edgeprof.sinks import Sink
 from edgeprof.spec import AppMetricsOptions, LoadedSpec
 from edgeprof.spec.models import ServiceSpec, Spec
 from edgeprof.store.base import RunInfo, Store, TargetInfo
+from edgeprof.store.resilient import resilient
 from edgeprof.store.writer import BatchWriter
 from edgeprof.target import (
     Notes,
@@ -68,6 +70,8 @@ class RunSettings:
     sinks: list[Sink] = field(default_factory=list)
     """More consumers of every sample besides the store (a live view, a Prometheus
     endpoint); they also learn of each container (``sinks.member_started``)."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """``--tag key=value`` pairs, stored in the run's ``meta["tags"]``."""
 
 
 @dataclass
@@ -193,6 +197,7 @@ def run_profile(
 ) -> RunResult:
     st = settings or RunSettings()
     ui = hooks or RunHooks()
+    store = resilient(store)  # PostgreSQL: survives an outage, spools what never got there
     spec = loaded.spec
     prof = spec.profiling
     interval = st.interval_s or prof.interval
@@ -223,6 +228,8 @@ def run_profile(
     caps = caps or detect()
     host = {**host_details(caps), **engine.engine_details(), "image": engine.image_info(image)}
     host["gpu"] = _gpu_details(caps)
+    spec_dir = os.path.dirname(os.path.abspath(loaded.path))
+    meta = run_meta(caps, host, host["gpu"], host["image"], spec_dir, st.tags)
     clock = Clock()
     run_uid = secrets.token_hex(8)
     owner = owner_info()
@@ -237,6 +244,7 @@ def run_profile(
             host=host,
             version=__version__,
             owner={**owner, "run_uid": run_uid},
+            meta=meta,
         )
     )
     target_ids = [

@@ -7,6 +7,7 @@ settings in a query string or a libpq ``key=value`` connection string.
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import unquote
 
@@ -37,8 +38,13 @@ def passwords_in(url: str) -> list[str]:
 
 
 def redact_text(text: str, url: str) -> str:
-    """A driver's message about ``url``, with its password masked wherever it appears."""
+    """A driver's message about ``url``, with its password masked wherever it appears (the
+    URL's, and ``PGPASSWORD``'s: libpq takes a password from the environment too)."""
     out = redact_url(text)
-    for pw in sorted(passwords_in(url), key=len, reverse=True):
+    found = passwords_in(url)
+    env = os.environ.get("PGPASSWORD")
+    if env:
+        found.append(env)
+    for pw in sorted(found, key=len, reverse=True):
         out = out.replace(pw, "***")
     return out

@@ -123,6 +123,9 @@ def test_a_version_3_database_reads_and_migrates(pg_url: str) -> None:
         cur.execute("ALTER TABLE series DROP COLUMN final_block")
         cur.execute("DROP TABLE code_samples")
         cur.execute("DROP TABLE code_stacks")
+        cur.execute("DROP INDEX runs_uuid")
+        cur.execute("ALTER TABLE runs DROP COLUMN uuid")
+        cur.execute("ALTER TABLE runs DROP COLUMN meta")
         cur.execute("UPDATE schema_version SET version = 3")
     store.conn.commit()  # type: ignore[attr-defined]
     store.close()

@@ -719,6 +719,21 @@ def compare(
     """
     id_a, ta = _load(store, run_a)
     id_b, tb = _load(store, run_b)
+    return _compare_loaded(id_a, ta, id_b, tb, targets, metrics, stats, seed, resamples)
+
+
+def _compare_loaded(
+    id_a: int,
+    ta: dict[str, _Target],
+    id_b: int,
+    tb: dict[str, _Target],
+    targets: Sequence[str] = (),
+    metrics: Sequence[str] = (),
+    stats: Sequence[str] = DEFAULT_STATS,
+    seed: int = DEFAULT_SEED,
+    resamples: int = RESAMPLES,
+) -> Comparison:
+    """:func:`compare` of targets loaded already (a group's: the repeats of its runs)."""
     names = list(ta) + [n for n in tb if n not in ta]
     if targets:
         unknown = [t for t in targets if t not in ta and t not in tb]
@@ -809,6 +824,223 @@ def _common_keys(repeats: list[dict[str, _Series]]) -> list[str]:
     for r in repeats[1:]:
         common &= set(r)
     return sorted(common)
+
+
+# -- groups of runs (compare --by KEY) ---------------------------------------------------
+
+
+@dataclass
+class RunGroup:
+    """The runs of one value of the ``--by`` key (a device model, a branch…)."""
+
+    value: str
+    runs: list[int]
+
+
+@dataclass
+class GroupMetric:
+    key: str
+    unit: str | None
+    kind: str  # "gauge" | "counter"
+    values: dict[str, dict[str, float | None]]
+    """stat → group value → the figure (median of the repeats' statistic); None: the
+    group lacks the series."""
+    vs_baseline: dict[str, dict[str, StatComparison]]
+    """stat → group value (not the baseline's) → that group against the baseline."""
+
+
+@dataclass
+class GroupTarget:
+    name: str
+    repeats: dict[str, int]
+    """group value → the target's repeats over the group's runs (0: not in the group)."""
+    methods: dict[str, str | None]
+    """group value (not the baseline's) → the method of its verdicts against the baseline."""
+    notes: dict[str, str | None]
+    metrics: dict[str, GroupMetric]
+
+
+@dataclass
+class GroupComparison:
+    by: str
+    groups: list[RunGroup]
+    """The baseline first."""
+    targets: list[GroupTarget]
+    alpha: float = ALPHA
+    seed: int = DEFAULT_SEED
+    resamples: int = RESAMPLES
+
+    @property
+    def baseline(self) -> RunGroup:
+        return self.groups[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "baseline": self.baseline.value,
+            "groups": [{"value": g.value, "runs": g.runs} for g in self.groups],
+            "alpha": self.alpha,
+            "bootstrap": {"resamples": self.resamples, "seed": self.seed, "ci": 0.95},
+            "targets": [
+                {
+                    "name": t.name,
+                    "repeats": t.repeats,
+                    "methods": t.methods,
+                    "notes": t.notes,
+                    "metrics": {
+                        k: {
+                            st: {
+                                "values": {g: _finite(v) for g, v in vals.items()},
+                                "vs_baseline": {
+                                    g: c.to_json() for g, c in m.vs_baseline.get(st, {}).items()
+                                },
+                            }
+                            for st, vals in m.values.items()
+                        }
+                        for k, m in t.metrics.items()
+                    },
+                    "units": {k: m.unit for k, m in t.metrics.items()},
+                }
+                for t in self.targets
+            ],
+        }
+
+
+def compare_groups(
+    store: Store,
+    by: str,
+    groups: Sequence[tuple[str, Sequence[int]]],
+    targets: Sequence[str] = (),
+    metrics: Sequence[str] = (),
+    stats: Sequence[str] = DEFAULT_STATS,
+    seed: int = DEFAULT_SEED,
+    resamples: int = RESAMPLES,
+) -> GroupComparison:
+    """Compare groups of runs (``(value, run ids)``, the baseline first), each group
+    against the baseline as :func:`compare` compares two runs: the repeats of a target
+    over all runs of a group are its observations (Mann–Whitney U with ≥ 4 on both sides,
+    else the block bootstrap). The figure of a group is the median of those repeats'
+    statistic (the statistic itself for one run of one repeat)."""
+    if len(groups) < 2:
+        raise ValueError("compare_groups needs at least two groups")
+    loaded: list[dict[str, _Target]] = []
+    for _, refs in groups:
+        merged: dict[str, _Target] = {}
+        for ref in refs:
+            _, ts = _load(store, ref)
+            for name, t in ts.items():
+                merged.setdefault(name, _Target(name, [])).repeats.extend(t.repeats)
+        loaded.append(merged)
+    values = [v for v, _ in groups]
+    where = f"the runs grouped by {by}"
+    names: list[str] = []
+    for ts in loaded:
+        names += [n for n in ts if n not in names]
+    if targets:
+        unknown = [t for t in targets if t not in names]
+        if unknown:
+            raise UserError(
+                f"no target {unknown[0]!r} in {where} (targets: {', '.join(names) or 'none'}); "
+                "pass one of those to --target"
+            )
+        names = [n for n in names if n in targets]
+    if metrics:
+        present = {k for ts in loaded for t in ts.values() for r in t.repeats for k in r}
+        bare = {k.split("{", 1)[0] for k in present}
+        unknown = [m for m in metrics if m not in present and m not in bare]
+        if unknown:
+            raise UserError(
+                f"no metric {unknown[0]!r} in {where}; 'edgeprof summary RUN' lists the "
+                "metrics of a run"
+            )
+    bad = [s for s in stats if s not in GAUGE_STATS]
+    if bad:
+        raise UserError(f"unknown statistic {bad[0]!r}; use one of {', '.join(GAUGE_STATS)}")
+
+    def wanted(key: str) -> bool:
+        return not metrics or key in metrics or key.split("{", 1)[0] in metrics
+
+    if metrics:  # only the series asked for are compared
+        for ts in loaded:
+            for t in ts.values():
+                t.repeats = [{k: v for k, v in r.items() if wanted(k)} for r in t.repeats]
+    pairs = [
+        _compare_loaded(
+            groups[0][1][0],
+            loaded[0],
+            groups[i][1][0],
+            loaded[i],
+            [n for n in names if n in loaded[0] or n in loaded[i]],
+            [],
+            stats,
+            seed,
+            resamples,
+        )
+        for i in range(1, len(groups))
+    ]
+    out: list[GroupTarget] = []
+    for name in names:
+        per = [ts.get(name) for ts in loaded]
+        keys: list[str] = []
+        kinds: dict[str, tuple[str, str | None]] = {}
+        common: list[set[str]] = []
+        for tg in per:
+            ck = _common_keys(tg.repeats) if tg is not None else []
+            common.append(set(ck))
+            for k in ck:
+                if tg is not None and wanted(k) and k not in keys:
+                    keys.append(k)
+                    s0 = tg.repeats[0][k]
+                    kinds[k] = (s0.kind, s0.unit)
+        keys.sort()
+        gm: dict[str, GroupMetric] = {}
+        for k in keys:
+            kind, unit = kinds[k]
+            wanted_stats = COUNTER_STATS if kind == "counter" else tuple(stats)
+            vals: dict[str, dict[str, float | None]] = {st: {} for st in wanted_stats}
+            for g, tg, have in zip(values, per, common, strict=True):
+                # a series not every repeat of a group has is not compared
+                reps = [r[k] for r in tg.repeats] if tg is not None and k in have else []
+                for st in wanted_stats:
+                    if not reps or reps[0].kind != kind:
+                        vals[st][g] = None
+                    else:
+                        vals[st][g] = float(np.median([_stat_value(r.stats, st) for r in reps]))
+            vs: dict[str, dict[str, StatComparison]] = {st: {} for st in wanted_stats}
+            for g, c in zip(values[1:], pairs, strict=True):
+                tc = next((x for x in c.targets if x.name == name), None)
+                mc = tc.metrics.get(k) if tc is not None else None
+                if mc is None:
+                    continue
+                for st, sc in mc.stats.items():
+                    if st in vs:
+                        vs[st][g] = sc
+            gm[k] = GroupMetric(k, unit, kind, vals, vs)
+        methods: dict[str, str | None] = {}
+        notes: dict[str, str | None] = {}
+        for g, c in zip(values[1:], pairs, strict=True):
+            tc = next((x for x in c.targets if x.name == name), None)
+            methods[g] = tc.method if tc is not None else None
+            notes[g] = tc.note if tc is not None else None
+        out.append(
+            GroupTarget(
+                name,
+                {
+                    g: 0 if tg is None else len(tg.repeats)
+                    for g, tg in zip(values, per, strict=True)
+                },
+                methods,
+                notes,
+                gm,
+            )
+        )
+    return GroupComparison(
+        by,
+        [RunGroup(v, list(refs)) for v, refs in groups],
+        out,
+        seed=seed,
+        resamples=resamples,
+    )
 
 
 # -- --fail-on ---------------------------------------------------------------------------

@@ -153,6 +153,9 @@ class RunMeta:
     events: list[EventInfo]
     owner: dict[str, Any] = field(default_factory=dict)
     """Who ran it (host, pid, boot): to tell a crashed run; not part of the JSON."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """``runs.meta``: device, CI, image and tags (:mod:`edgeprof.farm.meta`); not part of
+    the JSON (its keys are a contract)."""
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -115,6 +115,7 @@ def summarize(store: Store, run_ref: str | int) -> RunSummary:
         host=run.host,
         edgeprof_version=run.edgeprof_version,
         owner=run.owner,
+        meta=run.meta,
         events=[
             EventInfo(e.t_ns, e.kind, e.message, e.data) for e in events if e.target_id is None
         ],

@@ -84,6 +84,14 @@ def add(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of tables"
     )
+    p.add_argument(
+        "--tag",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a free key=value stored with the run (repeatable; key of letters, digits, '_', "
+        "'.', '-'), shown by 'summary' and matched by 'runs --tag KEY=VALUE'",
+    )
     add_live_options(p, "attached", "a line per container every 5 s")
     p.set_defaults(func=main)
 
@@ -129,12 +137,16 @@ def main(ns: argparse.Namespace) -> int:
         parse_duration,
         parse_labels,
     )
+    from edgeprof.cli.run import summary_unavailable
     from edgeprof.engine.docker import DockerEngine
+    from edgeprof.errors import StoreUnavailable
+    from edgeprof.farm.meta import parse_tags
     from edgeprof.report.terminal import print_summary
     from edgeprof.store import absolute_url
 
     duration = parse_duration(ns.duration) if ns.duration is not None else None
     labels = parse_labels(ns.label)
+    tags = parse_tags(ns.tag)
     metrics = None
     if ns.metrics is not None:
         metrics = check_metrics([m.strip() for v in ns.metrics for m in v.split(",") if m.strip()])
@@ -174,6 +186,7 @@ def main(ns: argparse.Namespace) -> int:
             hooks=ui,
             sinks=sinks,
             db_url=absolute_url(db_url(ns.db)),
+            tags=tags,
         )
     except KeyboardInterrupt:
         run_id = ui.run_id
@@ -190,7 +203,11 @@ def main(ns: argparse.Namespace) -> int:
             engine.close()
             if exporter is not None:
                 exporter.close()
-    s = summarize(store, result.run_id)
+    try:
+        s = summarize(store, result.run_id)
+    except StoreUnavailable as e:  # the database went away (its data may be spooled)
+        store.close()
+        return summary_unavailable(result.run_id, e, None)
     store.close()
     if ns.json:
         print(json.dumps(s.to_json(), indent=2))

@@ -16,8 +16,34 @@ from edgeprof.cli.common import (
     open_for_writing,
     positive_interval,
 )
+from edgeprof.errors import StoreUnavailable
 
 NAME = "run"
+
+
+def summary_unavailable(
+    run_id: int, e: Exception, junit: str | None, failed: list[str] | None = None
+) -> int:
+    """The run finished but its database is unreachable: its summary and budgets cannot be
+    computed. Exit 2 (the environment failed, as for an unreachable engine: the verdict is
+    unknown, neither a pass nor a target's failure); the JUnit file gets one error case so
+    that CI shows why."""
+    print(
+        f"edgeprof: error: run {run_id} finished, but its summary and budgets cannot be "
+        f"computed: {e}; once the database is back (and a spool file named above is "
+        "imported), 'edgeprof report' and 'edgeprof check' give them",
+        file=sys.stderr,
+    )
+    if failed:
+        print(f"failed targets: {', '.join(failed)}", file=sys.stderr)
+    if junit:
+        from edgeprof.report.junit import JUnitCase, JUnitSuite, write_junit
+
+        case = JUnitCase("summary and budgets", "error", str(e), kind="database")
+        write_junit(junit, [JUnitSuite(f"run {run_id}", [case])])
+    return 2
+
+
 STATS_SOURCES = ("auto", "cgroup", "engine-api")
 
 
@@ -65,6 +91,14 @@ def add(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of tables"
     )
+    p.add_argument(
+        "--tag",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a free key=value stored with the run (repeatable; key of letters, digits, '_', "
+        "'.', '-'), shown by 'summary' and matched by 'runs --tag KEY=VALUE'",
+    )
     add_live_options(p, "running", "a line per target")
     add_junit(p)
     p.set_defaults(func=main)
@@ -76,12 +110,14 @@ def main(ns: argparse.Namespace) -> int:
     from edgeprof.cli.progress import make_progress
     from edgeprof.cli.summary import print_text
     from edgeprof.engine.docker import DockerEngine
+    from edgeprof.farm.meta import parse_tags
     from edgeprof.prometheus import serve_prometheus
     from edgeprof.runner import RunSettings, run_profile
     from edgeprof.signals import DeferSignals
     from edgeprof.spec import load_spec
     from edgeprof.store import absolute_url
 
+    tags = parse_tags(ns.tag)
     loaded = load_spec(ns.spec)
     check_junit_path(ns.junit)
     exporter = serve_prometheus(ns.prometheus)  # before any container: a busy port is exit 2
@@ -94,6 +130,7 @@ def main(ns: argparse.Namespace) -> int:
         stats_source=ns.stats_source,
         only_targets=ns.target or None,
         db_url=absolute_url(db_url(ns.db)),  # the reaper runs from another directory
+        tags=tags,
     )
     if exporter is not None:
         settings.sinks.append(exporter.sink)
@@ -113,7 +150,11 @@ def main(ns: argparse.Namespace) -> int:
             engine.close()
             if exporter is not None:
                 exporter.close()
-    s = summarize(store, result.run_id)
+    try:
+        s = summarize(store, result.run_id)
+    except StoreUnavailable as e:  # the database went away (its data may be spooled)
+        store.close()
+        return summary_unavailable(result.run_id, e, ns.junit, [t.name for t in result.failed])
     store.close()
     if ns.json:
         print(json.dumps(s.to_json(), indent=2))

@@ -130,6 +130,7 @@ class DockerEngine:
             "size": attrs.get("Size"),
             "architecture": attrs.get("Architecture"),
             "created": attrs.get("Created"),
+            "repo_digests": list(attrs.get("RepoDigests") or []),
         }
 
     def _create_kwargs(self, req: ContainerRequest) -> dict[str, Any]:

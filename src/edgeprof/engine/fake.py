@@ -114,7 +114,7 @@ class FakeEngine:
         return image in self.images
 
     def image_info(self, image: str) -> dict[str, Any]:
-        return {"id": f"sha256:{abs(hash(image)):x}"}
+        return {"id": f"sha256:{abs(hash(image)):x}", "repo_digests": []}
 
     def start(self, req: ContainerRequest) -> Handle:
         self.calls.append(f"start {req.name}")

@@ -18,11 +18,12 @@ from edgeprof.analyze.compare import (
     BOOT,
     MWU,
     Comparison,
+    GroupComparison,
     RuleResult,
     StatComparison,
     TargetComparison,
 )
-from edgeprof.report.terminal import fmt_value, make_console
+from edgeprof.report.terminal import fmt_value, make_console, short_model
 
 METHOD_NAMES = {MWU: "Mann–Whitney U", BOOT: "block bootstrap"}
 MAX_LISTED = 6
@@ -177,4 +178,144 @@ def markdown(c: Comparison, results: Sequence[RuleResult] = ()) -> str:
         "`~`: not significant at α = 0.05 (Mann–Whitney U over ≥ 4 repeats; else a block "
         "bootstrap 95 % interval over the time series)."
     )
+    return "\n".join(lines)
+
+
+# -- compare --by KEY: one table, a column per group ---------------------------------------
+
+
+def group_label(c: GroupComparison, value: str) -> str:
+    """A group's column header: its value (a device model shortened, unless two models
+    would read the same)."""
+    if c.by != "device.model":
+        return value
+    short = [short_model(g.value) for g in c.groups]
+    return value if len(set(short)) < len(short) else short_model(value)
+
+
+def _group_notes(c: GroupComparison) -> list[str]:
+    """Notes of single verdicts beyond their target's (marked with * in the table)."""
+    seen: list[str] = []
+    for t in c.targets:
+        for m in t.metrics.values():
+            for per in m.vs_baseline.values():
+                for g, s in per.items():
+                    if s.note and s.note != t.notes.get(g) and s.note not in seen:
+                        seen.append(s.note)
+    return seen
+
+
+def _target_notes(c: GroupComparison) -> list[str]:
+    """A target's note against the baseline (one repeat, too few for Mann–Whitney U…),
+    once per target and note, naming the groups it concerns."""
+    out = []
+    for t in c.targets:
+        by_note: dict[str, list[str]] = {}
+        for g, note in t.notes.items():
+            if note:
+                by_note.setdefault(note, []).append(group_label(c, g))
+        for note, groups in by_note.items():
+            out.append(f"{t.name} ({', '.join(groups)} vs the baseline): {note}")
+    return out
+
+
+def _group_rows(c: GroupComparison) -> list[list[str]]:
+    """target, metric, stat, then per group its figure and (after the baseline) its
+    change against the baseline."""
+    notes = _group_notes(c)
+    rows = []
+    for t in c.targets:
+        first_t = True
+        for key, m in t.metrics.items():
+            first_m = True
+            for stat, vals in m.values.items():
+                row = [t.name if first_t else "", key if first_m else "", stat]
+                for i, g in enumerate(c.groups):
+                    row.append(fmt_value(vals.get(g.value), m.unit))
+                    if i == 0:
+                        continue
+                    s = m.vs_baseline.get(stat, {}).get(g.value)
+                    if s is None:
+                        row.append("")
+                        continue
+                    own = s.note in notes and s.note != t.notes.get(g.value)
+                    mark = " " + "*" * (notes.index(str(s.note)) + 1) if own else ""
+                    row.append(_change(s) + mark)
+                rows.append(row)
+                first_t = first_m = False
+        if first_t:  # no metric compared: the target and where it ran
+            where = [group_label(c, g) for g, n in t.repeats.items() if n]
+            rows.append(
+                [t.name, f"(only in {', '.join(where)})", "", *[""] * (2 * len(c.groups) - 1)]
+            )
+    return rows
+
+
+def _group_legend(c: GroupComparison) -> list[str]:
+    out = []
+    for i, g in enumerate(c.groups):
+        runs = f"run{'s' if len(g.runs) > 1 else ''} {', '.join(str(r) for r in g.runs)}"
+        label = group_label(c, g.value)
+        full = f" ({g.value})" if label != g.value else ""
+        out.append(f"{label}{full}: {runs}{' (baseline)' if i == 0 else ''}")
+    return out
+
+
+GROUP_FOOTER = (
+    "change: against the baseline; ~: not significant at α = 0.05 (Mann–Whitney U when "
+    "both groups have ≥ 4 repeats over their runs; else a block bootstrap 95 % interval "
+    "over the time series); a figure is the median of the repeats' statistic"
+)
+
+
+def _group_headers(c: GroupComparison) -> list[str]:
+    cols = ["target", "metric", "stat"]
+    for i, g in enumerate(c.groups):
+        cols.append(group_label(c, g.value))
+        if i:
+            cols.append("change")
+    return cols
+
+
+def print_group_comparison(c: GroupComparison) -> None:
+    con = make_console()
+    tab = Table(
+        title=escape(f"compare by {c.by}: baseline {group_label(c, c.baseline.value)}"),
+        title_justify="left",
+    )
+    for col in _group_headers(c):
+        tab.add_column(
+            escape(col), justify="left" if col in ("target", "metric", "stat") else "right"
+        )
+    for row in _group_rows(c):
+        tab.add_row(*(escape(x) for x in row))
+    con.print(tab)
+    for line in _group_legend(c):
+        con.print("  " + escape(line), highlight=False)
+    for line in _target_notes(c):
+        con.print("  " + escape(line), highlight=False)
+    for i, n in enumerate(_group_notes(c)):
+        con.print("  " + escape(f"{'*' * (i + 1)} {n}"), highlight=False)
+    con.print(GROUP_FOOTER, highlight=False)
+
+
+def group_markdown(c: GroupComparison) -> str:
+    lines = [f"### edgeprof compare by `{c.by}`", ""]
+    for line in _group_legend(c):
+        lines.append(f"- {_md(line)}")
+    lines.append("")
+    heads = _group_headers(c)
+    lines.append("| " + " | ".join(_md(h) for h in heads) + " |")
+    lines.append("|" + "|".join("---" if i < 3 else "--:" for i in range(len(heads))) + "|")
+    for row in _group_rows(c):
+        cells = [_md(row[0]), _code(row[1]) if row[1] else "", *(_md(x) for x in row[2:])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for line in _target_notes(c):
+        lines.append(f"_{_md(line)}_")
+        lines.append("")
+    for i, n in enumerate(_group_notes(c)):
+        lines.append(f"_{_md('*' * (i + 1) + ' ' + n)}_")
+        lines.append("")
+    lines.append(_md(GROUP_FOOTER) + ".")
     return "\n".join(lines)

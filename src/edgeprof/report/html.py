@@ -566,6 +566,8 @@ def _gpu_text(gpu: Any) -> str:
 
 
 def _run_meta(rd: _RunData) -> str:
+    from edgeprof.farm.meta import meta_fields
+
     r = rd.run
     h = r.host or {}
     img = h.get("image") if isinstance(h.get("image"), dict) else {}
@@ -603,6 +605,7 @@ def _run_meta(rd: _RunData) -> str:
         ("GPU", _gpu_text(h.get("gpu")) if "gpu" in h else None),
         ("edgeprof", esc(r.edgeprof_version or "unknown")),
         ("spec file", esc(r.spec_path)),
+        *((k, esc(v)) for k, v in meta_fields(r.meta)),  # device, ci, tags
     ]
     parts = [
         f"<section class='run' id='run-{r.id}'><h2>Run {r.id}: {esc(r.spec_name)}</h2>",

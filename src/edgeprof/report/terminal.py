@@ -8,10 +8,12 @@ grace) are printed once, with the targets they concern.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -124,11 +126,66 @@ def run_status(r: RunRow) -> str:
     return s
 
 
-def runs_table(runs: Sequence[RunRow]) -> Table:
+def short_model(model: str) -> str:
+    """A device model as a column shows it: ``NVIDIA Jetson AGX Orin Developer Kit`` →
+    ``Jetson AGX Orin`` (vendor prefix, kit suffix and parentheses dropped)."""
+    m = re.sub(r"\([^)]*\)", " ", model)
+    m = re.sub(r"^\s*NVIDIA\s+(?=Jetson)", "", m, flags=re.I)
+    m = re.sub(r"\s+(Engineering Reference\s+)?Developer Kit\b", " ", m, flags=re.I)
+    return " ".join(m.split()) or model.strip()
+
+
+def _device(r: RunRow) -> str:
+    d = r.meta.get("device") if isinstance(r.meta, dict) else None
+    model = d.get("model") if isinstance(d, dict) else None
+    if not model:
+        return ""
+    return short_model(str(model))
+
+
+def _tags(r: RunRow) -> str:
+    tags = r.meta.get("tags") if isinstance(r.meta, dict) else None
+    if not isinstance(tags, dict):
+        return ""
+    return " ".join(f"{k}={v}" for k, v in tags.items())
+
+
+COMPACT_BELOW = 120
+"""Terminals narrower than this get the compact runs table (see :func:`runs_table`)."""
+
+
+def short_image(image: str) -> str:
+    """``registry.example.com/team/app:1.2`` → ``app:1.2`` (a digest is cut to 12 hex)."""
+    name = image.rsplit("/", 1)[-1]
+    head, at, digest = name.partition("@")
+    if at:
+        algo, _, hexes = digest.partition(":")
+        return f"{head}@{algo}:{hexes[:12]}" if hexes else name
+    return name
+
+
+def runs_table(runs: Sequence[RunRow], width: int | None = None) -> Table:
+    """The stored runs; a ``device`` column (its model, shortened) when a run has one and
+    a ``tags`` column when a run has tags.
+
+    On a terminal narrower than :data:`COMPACT_BELOW` (``width``) the table is compact:
+    no frame, no duration and target columns, start times without year and seconds,
+    images without their registry, and columns sized to fit (long values cut with …)."""
+    devices = [_device(r) for r in runs]
+    tags = [_tags(r) for r in runs]
+    if width is not None and width < COMPACT_BELOW:
+        return _compact_runs_table(runs, devices, tags, width)
     t = Table(title="Stored runs")
     for col in ("id", "spec", "image", "started", "duration", "targets", "status"):
         t.add_column(col, justify="right" if col in ("id", "targets", "duration") else "left")
-    for r in runs:
+    if any(devices):
+        t.add_column("device", max_width=24, no_wrap=True, overflow="ellipsis")
+    if any(tags):
+        t.add_column("tags", max_width=30, overflow="fold")
+    for i, r in enumerate(runs):
+        extra = ([escape(devices[i])] if any(devices) else []) + (
+            [escape(tags[i])] if any(tags) else []
+        )
         t.add_row(
             str(r.id),
             escape(r.spec_name),
@@ -137,7 +194,82 @@ def runs_table(runs: Sequence[RunRow]) -> Table:
             fmt_duration(r.duration_s),
             str(r.targets) + (f" +{r.services} svc" if r.services else ""),
             run_status(r),
+            *extra,
         )
+    return t
+
+
+# compact table: column → (cap on its width, least width it is cut to)
+_COMPACT = {
+    "id": (8, 2),
+    "spec": (24, 8),
+    "image": (28, 12),
+    "started": (11, 11),
+    "status": (14, 11),  # "interrupted" unbroken
+    "device": (18, 12),
+    "tags": (20, 10),
+}
+
+
+def _compact_runs_table(
+    runs: Sequence[RunRow], devices: list[str], tags: list[str], width: int
+) -> Table:
+    cells: dict[str, list[str]] = {
+        "id": [str(r.id) for r in runs],
+        "spec": [r.spec_name for r in runs],
+        "image": [short_image(r.image) for r in runs],
+        "started": [
+            dt.datetime.fromtimestamp(r.started_ns / 1e9).strftime("%m-%d %H:%M")
+            if r.started_ns
+            else "-"
+            for r in runs
+        ],
+        "status": [run_status(r) for r in runs],
+    }
+    if any(devices):
+        cells["device"] = devices
+    if any(tags):
+        cells["tags"] = tags
+    widths = {
+        c: min(_COMPACT[c][0], max(len(c), *(len(v) for v in vals), 1)) for c, vals in cells.items()
+    }
+    over = sum(widths.values()) - (width - 2 * (len(cells) - 1) - 1)
+    # tags first (they wrap onto more lines, nothing of them is cut), then a character at a
+    # time from whichever of spec, image, device and status is furthest above its least
+    if over > 0 and "tags" in widths:
+        cut = min(over, widths["tags"] - max(_COMPACT["tags"][1], len("tags")))
+        widths["tags"] -= max(0, cut)
+        over -= max(0, cut)
+    while over > 0:
+        slack = {
+            c: widths[c] - _COMPACT[c][1]
+            for c in ("spec", "image", "device", "status")
+            if c in widths
+        }
+        widest = max(slack, key=lambda k: slack[k])
+        if slack[widest] <= 0:
+            break
+        widths[widest] -= 1
+        over -= 1
+    t = Table(
+        title="Stored runs",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
+    for c in cells:
+        fold = c in ("tags", "status")
+        t.add_column(
+            c,
+            width=widths[c],
+            justify="right" if c == "id" else "left",
+            no_wrap=not fold,
+            overflow="fold" if fold else "ellipsis",
+        )
+    for i in range(len(runs)):
+        t.add_row(*(escape(vals[i]) for vals in cells.values()))
     return t
 
 
@@ -292,9 +424,14 @@ def _has_traffic(stats: dict[str, Any]) -> bool:
 
 
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
+    from edgeprof.farm.meta import meta_lines
+
     c = console or make_console()
-    for tab in summary_tables(summary):
+    for i, tab in enumerate(summary_tables(summary)):
         c.print(tab)
+        if i == 0:  # the run's table: then where and from which build it ran
+            for line in meta_lines(summary.run.meta):
+                c.print(escape(line), soft_wrap=True)
     for t in summary.targets:
         if t.error:
             c.print(f"[red]{escape(t.name)}: {escape(t.error)}[/red]")

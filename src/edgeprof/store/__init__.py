@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from edgeprof.errors import StoreError
+from edgeprof.errors import StoreError, StoreUnavailable
 from edgeprof.store.base import Store
 from edgeprof.store.migrate import Progress
 from edgeprof.store.schema import Dialect, PgDialect
@@ -182,7 +182,25 @@ def _open_sqlite_readonly(url: str, path: str) -> SQLStore:
     raise StoreError(f"cannot open database {path}: {last}; is it an edgeprof SQLite file?")
 
 
+def _keepalive(psycopg: Any) -> dict[str, Any]:
+    """TCP settings that notice a server gone without a word (a cable, a partition) in
+    about half a minute instead of the system's two hours: the writer then retries."""
+    kw: dict[str, Any] = {
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    if psycopg.pq.version() >= 120000:  # libpq 12: unacknowledged sends time out too
+        kw["tcp_user_timeout"] = 30000
+    return kw
+
+
 def _open_postgres(url: str, readonly: bool, progress: Progress | None = None) -> SQLStore:
+    """Credentials come from the URL, or as libpq finds them itself: ``PGPASSWORD``,
+    ``PGPASSFILE`` (default ``~/.pgpass``), ``PGUSER``, ``PGHOST`` … (a URL like
+    ``postgresql:///edgeprof`` leaves everything else to them). Messages never show a
+    password, from the URL or from the environment."""
     try:
         import psycopg
     except ImportError:
@@ -190,13 +208,24 @@ def _open_postgres(url: str, readonly: bool, progress: Progress | None = None) -
             "PostgreSQL needs the 'psycopg' package; pip install 'edgeprof[postgres]'"
         ) from None
     shown = redact_url(url)
+    target = url.replace("postgres://", "postgresql://", 1)
+
+    def connect() -> Any:
+        try:
+            conn = psycopg.connect(target, connect_timeout=10, **_keepalive(psycopg))
+        except psycopg.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {shown}: {redact_text(first, url)}"
+            ) from None
+        if readonly:
+            conn.read_only = True
+        return conn
+
     try:
-        conn = psycopg.connect(url.replace("postgres://", "postgresql://", 1), connect_timeout=10)
-    except psycopg.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StoreError(
-            f"cannot connect to PostgreSQL at {shown}: {redact_text(first, url)}"
-        ) from None
-    if readonly:
-        conn.read_only = True
-    return _store(conn, PgDialect, shown, readonly=readonly, progress=progress)
+        conn = connect()
+    except StoreUnavailable as e:
+        raise StoreError(str(e)) from None
+    store = _store(conn, PgDialect, shown, readonly=readonly, progress=progress)
+    store.connect = connect
+    return store

@@ -9,7 +9,7 @@ this protocol, never through SQL of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -222,7 +222,19 @@ class Store(Protocol):
         ...
 
     # -- reading ----------------------------------------------------------------------------
-    def list_runs(self, limit: int = 50) -> list[RunRow]: ...
+    def list_runs(
+        self,
+        limit: int = 50,
+        *,
+        spec: str | None = None,
+        status: str | None = None,
+        image: str | None = None,
+        since_ns: int | None = None,
+        keep: Callable[[RunRow], bool] | None = None,
+    ) -> list[RunRow]:
+        """The newest ``limit`` runs (newest first) matching the filters given; ``keep``
+        tests each row (its metadata) before its target counts are read."""
+        ...
 
     def resolve_run(self, run_ref: str | int) -> RunRecord: ...
 

@@ -18,13 +18,13 @@ import re
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from edgeprof.codeprof.model import SLICE_NS, CodeSample, decode_stack, encode_stack
-from edgeprof.errors import StoreError
+from edgeprof.errors import StoreError, StoreUnavailable
 from edgeprof.model import Event, Labels
 from edgeprof.store import chunks
 from edgeprof.store.base import (
@@ -47,6 +47,7 @@ from edgeprof.store.schema import (
     SCHEMA_VERSION,
     Dialect,
 )
+from edgeprof.urls import redact_text
 
 
 def _is_db_error(e: BaseException) -> bool:
@@ -55,6 +56,16 @@ def _is_db_error(e: BaseException) -> bool:
         return True
     mod = type(e).__module__
     return mod.startswith("psycopg") and any(c.__name__ == "Error" for c in type(e).__mro__)
+
+
+_MIGRATE_LOCK = 0x6564676570726F66  # "edgeprof": PostgreSQL's advisory lock for migrations
+_LOST_STATES = ("57P01", "57P02", "57P03")
+"""PostgreSQL's SQLSTATEs of a server shutting down or not accepting connections; class
+``08`` (connection exceptions) is lost too."""
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 _UUID_PREFIX = re.compile(r"[0-9a-f]{8}[0-9a-f-]{0,28}")
@@ -104,6 +115,12 @@ class SQLStore:
         """(run id, stack text) → its ``code_stacks`` id, for the stacks this store wrote."""
         self._runs_of: dict[int, int] = {}
         self._snapshots = 0
+        self._new_stacks: list[tuple[int, str]] | None = None
+        """Stack cache keys added inside the current transaction (forgotten on rollback)."""
+        self._hold = 0
+        """Inside :meth:`transaction`: statements that commit by themselves do not."""
+        self.connect: Callable[[], Any] | None = None
+        """Makes a new connection to the same database (PostgreSQL: :meth:`reconnect`)."""
         self._migrate(progress)
         self._blocks = self.migrated[1] >= 4
         """Whether the database has open blocks (a version 3 one, read as it is, has not)."""
@@ -117,14 +134,36 @@ class SQLStore:
     def _q(self, sql: str) -> str:
         return sql if self.d.param == "?" else sql.replace("?", "%s")
 
+    def _lost(self, e: BaseException) -> bool:
+        """Whether ``e`` (a driver error) means the connection to the server is gone: the
+        statement did not happen and may be retried on a new connection (PostgreSQL only;
+        SQLite has no connection to lose)."""
+        if self.d.name != "postgresql":
+            return False
+        conn = self.conn
+        if getattr(conn, "closed", False) or getattr(conn, "broken", False):
+            return True
+        state = getattr(e, "sqlstate", None) or ""
+        return state.startswith("08") or state in _LOST_STATES
+
+    def _fail(self, e: Exception, xid: int | None = None) -> StoreError:
+        """The StoreError (StoreUnavailable for a lost connection) for driver error ``e``."""
+        first = redact_text(_first_line(e), self.url)
+        if self._lost(e):
+            return StoreUnavailable(
+                f"the connection to the database at {self.url} was lost: {first}", xid
+            )
+        return StoreError(f"the database at {self.url} failed: {first}")
+
     @contextlib.contextmanager
     def _cursor(self, commit: bool = False) -> Iterator[Any]:
-        """A cursor under the lock; driver errors roll back and become one StoreError."""
+        """A cursor under the lock; driver errors roll back and become one StoreError
+        (:class:`StoreUnavailable` when the connection was lost)."""
         with self.lock:
             try:
                 cur = self.conn.cursor()
                 yield cur
-                if commit:
+                if commit and not self._hold:
                     self.conn.commit()
             except StoreError:
                 raise
@@ -133,24 +172,70 @@ class SQLStore:
                     self.conn.rollback()
                 if not (isinstance(e, Exception) and _is_db_error(e)):
                     raise
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise StoreError(f"the database at {self.url} failed: {first}") from None
+                raise self._fail(e) from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Everything inside is committed together, or not at all: no other thread's
-        statement (and commit) can come between (the batch writer's flushes)."""
+        statement (and commit) can come between (the batch writer's flushes).
+
+        On PostgreSQL the transaction's id is read before its commit: when the connection
+        is lost during the commit (it may or may not have happened), the
+        :class:`StoreUnavailable` raised carries it, for :meth:`committed` to tell after
+        reconnecting."""
         with self.lock:
+            self._new_stacks = []
+            xid: int | None = None
+            self._hold += 1
             try:
-                yield
-                self.conn.commit()
+                try:
+                    yield
+                finally:
+                    self._hold -= 1
+                if self.d.name == "postgresql":
+                    with self.conn.cursor() as cur:
+                        cur.execute("SELECT txid_current()")
+                        xid = int(cur.fetchone()[0])
+                    self.conn.commit()
+                else:
+                    self.conn.commit()
+                self._new_stacks = None
             except BaseException as e:
                 with contextlib.suppress(Exception):
                     self.conn.rollback()
+                for key in self._new_stacks or ():  # ids of stacks not stored after all
+                    self._stacks.pop(key, None)
+                self._new_stacks = None
                 if isinstance(e, Exception) and _is_db_error(e):
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    raise StoreError(f"the database at {self.url} failed: {first}") from None
+                    raise self._fail(e, xid) from None
                 raise
+
+    @property
+    def can_lose_connection(self) -> bool:
+        """PostgreSQL: :class:`StoreUnavailable` may be raised (SQLite never does)."""
+        return self.d.name == "postgresql"
+
+    def reconnect(self) -> None:
+        """A new connection to the same database in place of a lost one (PostgreSQL);
+        :class:`StoreUnavailable` while the server cannot be reached."""
+        if self.connect is None:
+            raise StoreUnavailable(f"the database at {self.url} cannot be reconnected")
+        with self.lock:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = self.connect()
+
+    def committed(self, xid: int) -> bool | None:
+        """Whether PostgreSQL transaction ``xid`` committed (after a connection lost during
+        its commit): True, False (aborted: a server restart aborts what was in progress),
+        or None while it is still in progress."""
+        with self._cursor() as cur:
+            cur.execute("SELECT txid_status(%s)", (xid,))
+            status = cur.fetchone()[0]
+        self.conn.rollback()
+        if status == "in progress":
+            return None
+        return status == "committed"
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -163,8 +248,13 @@ class SQLStore:
             if self.d.name == "sqlite":
                 self.conn.execute("BEGIN")
             else:
-                self.conn.rollback()  # the driver's implicit transaction: start a new one
-                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                try:
+                    self.conn.rollback()  # the driver's implicit transaction: start a new one
+                    self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                except Exception as e:  # a lost connection too: one StoreError sentence
+                    if not _is_db_error(e):
+                        raise
+                    raise self._fail(e) from None
             self._snapshots += 1
             try:
                 yield
@@ -245,6 +335,18 @@ class SQLStore:
                 # so that an interrupted migration leaves the file as it was
                 self.conn.commit()
                 cur.execute("BEGIN")
+            else:
+                # several devices may open a new (or older) database at once: one creates or
+                # migrates it, the others wait here and then find it done
+                self.conn.rollback()
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+                cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+                version = None
+                if cur.fetchone()[0]:
+                    cur.execute("SELECT version FROM schema_version")
+                    row = cur.fetchone()
+                    version = None if row is None else int(row[0])
+                before = version or 0
             if version is None:
                 cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 for stmt in SCHEMA:
@@ -448,6 +550,8 @@ class SQLStore:
             )
             sid = int(cur.fetchone()[0])
         self._stacks[(run_id, text)] = sid
+        if self._new_stacks is not None:
+            self._new_stacks.append((run_id, text))
         return sid
 
     def mark_crashed(self, run_id: int, ended_ns: int) -> bool:
@@ -470,46 +574,96 @@ class SQLStore:
         return changed
 
     # -- reading --------------------------------------------------------------------------
-    def list_runs(self, limit: int = 50) -> list[RunRow]:
-        rows = self._rows(
-            f"SELECT {self._run_row_columns()} FROM runs ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        # Apps and services counted apart (a service row's config has role "service"). The
-        # listed runs are the newest ``limit`` ones, so they are exactly those with an id at
-        # least the smallest listed: one query reads their targets' statuses and configs.
-        counts: dict[int, list[int]] = {int(r["id"]): [0, 0, 0] for r in rows}
-        if rows:
-            for t in self._rows(
-                "SELECT run_id, status, config FROM targets WHERE run_id >= ?",
-                (min(counts),),
-            ):
-                c = counts.get(int(t["run_id"]))
-                if c is None:
-                    continue
-                config = _loads(t["config"])
-                if isinstance(config, dict) and config.get("role") == "service":
-                    c[2] += 1
-                else:
-                    c[0] += 1
-                    c[1] += t["status"] in ("failed", "oom_killed", "error")
-        return [
-            RunRow(
-                id=int(r["id"]),
-                spec_name=r["spec_name"],
-                image=r["image"],
-                started_ns=int(r["started_ns"]),
-                ended_ns=None if r["ended_ns"] is None else int(r["ended_ns"]),
-                status=r["status"],
-                targets=counts[int(r["id"])][0],
-                failed_targets=counts[int(r["id"])][1],
-                owner=_loads(r["owner"]),
-                services=counts[int(r["id"])][2],
-                uuid=self._uuid_of(r),
-                meta=_loads(r.get("meta")),
+    def list_runs(
+        self,
+        limit: int = 50,
+        *,
+        spec: str | None = None,
+        status: str | None = None,
+        image: str | None = None,
+        since_ns: int | None = None,
+        keep: Callable[[RunRow], bool] | None = None,
+    ) -> list[RunRow]:
+        """The newest ``limit`` runs, newest first; only those of this spec name, status
+        and image (when given, tested in SQL), started at or after ``since_ns``, and for
+        which ``keep(row)`` holds: a test of the row's metadata made here, on rows read
+        newest first a page at a time (``spec_text`` is never read; the row's target
+        counts are filled in after it, for the runs kept)."""
+        where: list[str] = []
+        params: list[Any] = []
+        for col, value in (("spec_name", spec), ("status", status), ("image", image)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                params.append(value)
+        if since_ns is not None:
+            where.append("started_ns >= ?")
+            params.append(int(since_ns))
+        page = limit if keep is None else max(500, limit)
+        rows: list[dict[str, Any]] = []
+        before: int | None = None
+        while len(rows) < limit:
+            cond = where + ([] if before is None else ["id < ?"])
+            sql = f"SELECT {self._run_row_columns()} FROM runs"
+            if cond:
+                sql += " WHERE " + " AND ".join(cond)
+            got = self._rows(
+                sql + " ORDER BY id DESC LIMIT ?",
+                (*params, *([] if before is None else [before]), page),
             )
-            for r in rows
-        ]
+            for r in got:
+                if keep is None or keep(self._run_row(r, (0, 0, 0))):
+                    rows.append(r)
+                    if len(rows) == limit:
+                        break
+            if len(got) < page or keep is None:
+                break
+            before = int(got[-1]["id"])
+        # Apps and services counted apart (a service row's config has role "service").
+        tally: dict[int, list[int]] = {int(r["id"]): [0, 0, 0] for r in rows}
+        if rows:
+            if not where and keep is None:
+                # the newest ``limit`` runs: exactly those with an id at least the smallest
+                # listed, whose targets one query reads
+                batches: list[tuple[str, list[Any]]] = [("run_id >= ?", [min(tally)])]
+            else:
+                ids = sorted(tally)
+                batches = [
+                    (f"run_id IN ({', '.join('?' * len(ids[i : i + 500]))})", ids[i : i + 500])
+                    for i in range(0, len(ids), 500)
+                ]
+            for clause, args in batches:
+                for t in self._rows(
+                    f"SELECT run_id, status, config FROM targets WHERE {clause}", args
+                ):
+                    c = tally.get(int(t["run_id"]))
+                    if c is None:
+                        continue
+                    config = _loads(t["config"])
+                    if isinstance(config, dict) and config.get("role") == "service":
+                        c[2] += 1
+                    else:
+                        c[0] += 1
+                        c[1] += t["status"] in ("failed", "oom_killed", "error")
+        counts = {k: (v[0], v[1], v[2]) for k, v in tally.items()}
+        return [self._run_row(r, counts[int(r["id"])]) for r in rows]
+
+    def _run_row(self, r: dict[str, Any], counts: tuple[int, int, int]) -> RunRow:
+        """A row of ``runs`` (the columns of :meth:`_run_row_columns`) as a RunRow with
+        ``(apps, failed apps, services)``."""
+        return RunRow(
+            id=int(r["id"]),
+            spec_name=r["spec_name"],
+            image=r["image"],
+            started_ns=int(r["started_ns"]),
+            ended_ns=None if r["ended_ns"] is None else int(r["ended_ns"]),
+            status=r["status"],
+            targets=counts[0],
+            failed_targets=counts[1],
+            owner=_loads(r["owner"]),
+            services=counts[2],
+            uuid=self._uuid_of(r),
+            meta=_loads(r.get("meta")),
+        )
 
     def resolve_run(self, run_ref: str | int) -> RunRecord:
         ref = str(run_ref).strip()

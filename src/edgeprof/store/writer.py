@@ -17,20 +17,39 @@ Samples are attributed to a target by their ``target`` label; samples without on
 metrics) go to the current default target (the target being run, in a sequential run), or
 to the run itself. Events go to the target they name, or to the run itself. Sampled
 stacks (``code``) go to the target they name, written at the same flush.
+
+A store that can lose its connection (PostgreSQL) raises
+:class:`~edgeprof.errors.StoreUnavailable`: the flush's transaction did not happen, and the
+writer's own state is put back as it was before the flush from an *undo log* taken at its
+start (list lengths and the lists themselves, no copies of samples), so the same pending
+items are written again once the store reconnects — retried with exponential backoff
+(0.5 s doubling to 30 s, jittered). Meanwhile new items gather; beyond
+``EDGEPROF_PG_BUFFER_SAMPLES`` samples (default 2,000,000) the oldest sample batches are
+dropped (never events or controls), counted, and reported by a ``samples_dropped`` event.
+A connection lost *during the commit* leaves the transaction's fate unknown: the store
+gives its id (PostgreSQL's ``txid_status`` tells after reconnecting), and the undo log is
+kept until then — applied if it did not commit, dropped if it did, so nothing is written
+twice. Any other error stops the writer (fail-stop). When the database is still away when
+the writer closes (after ``EDGEPROF_PG_FINAL_RETRY_S``, default 30 s, of retries) what was
+not written is handed to the store (:class:`~.resilient.ResilientStore`), which spools it
+to a local SQLite file.
 """
 
 from __future__ import annotations
 
+import os
+import random
+import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain
 from typing import Any
 
 import numpy as np
 
-from edgeprof.errors import StoreError
+from edgeprof.errors import StoreError, StoreUnavailable
 from edgeprof.model import Event, Labels, MetricSpec, Sample
 from edgeprof.store import chunks
 from edgeprof.store.base import Store
@@ -78,6 +97,99 @@ class _Series:
         )
 
 
+BUFFER_SAMPLES = 2_000_000
+"""Samples kept in memory while the database is unreachable (``EDGEPROF_PG_BUFFER_SAMPLES``)."""
+FINAL_RETRY_S = 30.0
+"""How long ``close`` keeps retrying an unreachable database (``EDGEPROF_PG_FINAL_RETRY_S``)."""
+BACKOFF_S = (0.5, 30.0)
+"""The first wait before reconnecting, and the longest (doubling in between, jittered)."""
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StoreError(f"${name}={raw!r} is not a number; unset it or give one") from None
+    if value < 0:
+        raise StoreError(f"${name}={raw!r} is negative; give 0 or more")
+    return value
+
+
+def _is_batch(item: Any) -> bool:
+    return not isinstance(item, (_Control, _Code, Event))
+
+
+class _Undo:
+    """The writer's state before a flush: what the flush changed is put back from it."""
+
+    __slots__ = (
+        "series",
+        "state",
+        "written",
+        "live",
+        "last_block",
+        "describe",
+        "targets",
+        "default",
+    )
+
+    def __init__(self, w: BatchWriter) -> None:
+        self.series = dict(w._series)
+        self.state = [
+            (b, len(b.t), b.t, b.v, b.written, len(b.blocks), b.blocks, b.hint)
+            for b in self.series.values()
+        ]
+        self.written = dict(w._written)
+        self.live = dict(w._live)
+        self.last_block = w._last_block
+        # copied on write by _apply: the references are enough
+        self.describe = w._describe
+        self.targets = w._targets
+        self.default = w._default
+
+    def restore(self, w: BatchWriter) -> None:
+        for b, n, t, v, written, nb, blocks, hint in self.state:
+            del t[n:]  # what the flush appended (the lists _finalize replaced come back)
+            del v[n:]
+            del blocks[nb:]
+            b.t, b.v, b.written, b.blocks, b.hint = t, v, written, blocks, hint
+        w._series = self.series  # series the flush registered are forgotten, ended ones back
+        w._written = self.written
+        w._live = self.live
+        w._last_block = self.last_block
+        w._describe = self.describe
+        w._targets = self.targets
+        w._default = self.default
+
+
+class _Outage:
+    """What the writer keeps while the database is unreachable."""
+
+    def __init__(self, error: StoreUnavailable, now: float) -> None:
+        self.error = error
+        self.since = now
+        self.delay = BACKOFF_S[0]
+        self.next_try = now + self.delay * random.uniform(0.5, 1.0)
+        self.tries = 0
+        # a commit whose answer was lost: its transaction id, undo log, items and the
+        # count of the store's deferred writes it held, until the store tells whether it
+        # committed
+        self.xid: int | None = None
+        self.undo: _Undo | None = None
+        self.inflight: list[Any] = []
+        self.deferred = 0
+        self.reported: tuple[int, int, int] | None = None  # a drop report in that commit
+
+    def failed(self, error: StoreUnavailable, now: float) -> None:
+        self.error = error
+        self.tries += 1
+        self.delay = min(self.delay * 2, BACKOFF_S[1])
+        self.next_try = now + self.delay * random.uniform(0.5, 1.0)
+
+
 class BatchWriter:
     """Buffers samples and events and writes them from its own thread (a :class:`Sink`)."""
 
@@ -87,10 +199,28 @@ class BatchWriter:
         run_id: int,
         default_target: int | None = None,
         flush_s: float = 0.5,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.flush_s = flush_s
+        self.warn = warn or (lambda msg: print(f"edgeprof: warning: {msg}", file=sys.stderr))
+        self.buffer_samples = int(_env_number("EDGEPROF_PG_BUFFER_SAMPLES", BUFFER_SAMPLES))
+        self.final_retry_s = _env_number("EDGEPROF_PG_FINAL_RETRY_S", FINAL_RETRY_S)
+        # a store that can lose its connection gets an undo log per flush (SQLite: none)
+        self._undo_on = bool(getattr(store, "can_lose_connection", False))
+        self._deferred = getattr(store, "has_deferred", None)
+        self.dropped = 0
+        """Samples dropped while the database was unreachable (the oldest, beyond the
+        bound); ``dropped_span`` their first and last timestamps."""
+        self.dropped_span: tuple[int, int] | None = None
+        self._drop_report: tuple[int, int, int] | None = None  # not yet in an event
+        self.outages = 0
+        self.outage_log: list[tuple[float, int]] = []
+        """Each outage the writer recovered from: (seconds unreachable, reconnect tries)."""
+        self.spooled = False
+        self._outage: _Outage | None = None
+        self._pending_n = 0
         # Everything goes through one queue, in order; only what must not wait for the next
         # flush (a flush request, close) wakes the writer's thread: the sampler's batches do
         # not, so the writer sleeps until its flush deadline (no wake-up per tick).
@@ -157,6 +287,14 @@ class BatchWriter:
         self._thread.join(timeout)
         if self._thread.is_alive():
             self.error = self.error or TimeoutError(f"still writing after {timeout:g} s")
+        if self.dropped and self.dropped_span is not None:
+            a, z = self.dropped_span
+            self.warn(
+                f"{self.dropped} samples were dropped while the database at {self.store.url}"
+                f" was unreachable (more than {self.buffer_samples} waited; from"
+                f" {a / 1e9:.3f} to {z / 1e9:.3f} s on the run's clock;"
+                " EDGEPROF_PG_BUFFER_SAMPLES keeps more)"
+            )
         if self.error is not None:
             raise StoreError(f"writing samples to {self.store.url} failed: {self.error}")
 
@@ -273,11 +411,11 @@ class BatchWriter:
             del self._series[k]
 
     def _apply(self, c: _Control) -> None:
+        # copied on write: an undo log keeps the old dicts by reference
         if c.op == "describe":
-            for name, unit, kind in c.args[0]:
-                self._describe[name] = (unit, kind)
+            self._describe = {**self._describe, **{n: (u, k) for n, u, k in c.args[0]}}
         elif c.op == "target":
-            self._targets[c.args[0]] = c.args[1]
+            self._targets = {**self._targets, c.args[0]: c.args[1]}
         elif c.op == "default":
             old = self._default
             self._default = c.args[0]
@@ -289,9 +427,35 @@ class BatchWriter:
     def _flush(self, pending: list[Any], last: bool = False) -> None:
         """Write what is pending in one transaction: other threads' statements (and their
         commits) wait, so a crash never finds open samples superseded but the final chunk
-        not written, or a series registered but not its samples."""
-        with self.store.transaction():
-            self._flush_in_transaction(pending, last)
+        not written, or a series registered but not its samples.
+
+        A lost connection raises :class:`StoreUnavailable` with the writer's state put back
+        as it was before; when the commit's fate is unknown (``xid`` set) the undo log is
+        left in ``self._pending_undo`` (and the count of the store's deferred writes in
+        ``self._pending_deferred``) until the store can tell."""
+        undo = _Undo(self) if self._undo_on else None
+        apply = getattr(self.store, "apply_deferred", None)
+        n = 0
+        try:
+            with self.store.transaction():
+                if apply is not None:
+                    n = apply()  # what the store deferred while unreachable goes first
+                self._flush_in_transaction(pending, last)
+        except StoreUnavailable as e:
+            if undo is not None and e.xid is not None:
+                self._pending_undo, self._pending_deferred = undo, n
+                raise
+            if apply is not None:
+                self.store.deferred_done(n, False)  # type: ignore[attr-defined]
+            if undo is not None:
+                undo.restore(self)  # it did not commit
+            raise
+        except BaseException:
+            if apply is not None:
+                self.store.deferred_done(n, False)  # type: ignore[attr-defined]
+            raise
+        if apply is not None:
+            self.store.deferred_done(n, True)  # type: ignore[attr-defined]
 
     def _flush_in_transaction(self, pending: list[Any], last: bool) -> None:
         touched: set[_Series] = set()
@@ -308,6 +472,7 @@ class BatchWriter:
                     self._settle(touched)
                     touched = set()
                 self._apply(item)
+                targets = self._targets  # copied on write by _apply
             elif isinstance(item, Event):
                 events.append((targets.get(item.target) if item.target else None, item))
             else:
@@ -335,7 +500,11 @@ class BatchWriter:
         last = time.monotonic()
         done = False
         while not done:
-            wake.wait(max(0.0, self.flush_s - (time.monotonic() - last)))
+            if self._outage is None:
+                timeout = self.flush_s - (time.monotonic() - last)
+            else:  # the next retry, but every flush_s at least: the buffer's bound is kept
+                timeout = min(self.flush_s, self._outage.next_try - time.monotonic())
+            wake.wait(max(0.0, timeout))
             wake.clear()  # before taking: what is queued after this is seen now or next time
             while q:  # take everything already queued
                 item = q.popleft()
@@ -345,18 +514,203 @@ class BatchWriter:
                 pending.append(item)
                 if isinstance(item, _Control) and item.op == "flush":
                     waiting.append(item)
-            if done or (pending and (waiting or time.monotonic() - last >= self.flush_s)):
+                elif self._outage is not None and _is_batch(item):
+                    self._pending_n += len(item)
+            if self._outage is not None:
+                try:
+                    if self._pending_n > self.buffer_samples:
+                        pending = self._drop_oldest(pending)
+                    if done:
+                        pending = self._last_tries(pending)
+                    elif time.monotonic() >= self._outage.next_try:
+                        pending = self._try_again(pending)
+                except Exception as e:  # noqa: BLE001 - reported by close()
+                    self.error, self._outage, pending = e, None, []
+            elif done or (
+                (pending or (self._deferred is not None and self._deferred()))
+                and (waiting or time.monotonic() - last >= self.flush_s)
+            ):
                 if self.error is None:
                     try:
                         self._flush(pending, last=done)
+                        pending = []
+                    except StoreUnavailable as e:
+                        if not self._undo_on:  # a store that does not say it may retry
+                            self.error = e
+                            pending = []
+                        else:
+                            pending = self._went_away(e, pending)
+                            if done:
+                                pending = self._last_tries(pending)
                     except Exception as e:  # noqa: BLE001 - reported by close()
                         # the transaction was rolled back: the series ids this writer
                         # knows may not exist any more, so it stops writing (fail-stop)
                         # rather than file samples under the wrong series
                         self.error = e
-                pending = []
-            for c in waiting:
+                        pending = []
+                else:
+                    pending = []
+            for c in waiting:  # also while the database is away: flush() does not hang
                 c.done.set()
             waiting = []
             if not pending:
                 last = time.monotonic()
+
+    # -- while the database is unreachable (the writer's thread) ----------------------------
+    _pending_undo: _Undo | None = None
+    _pending_deferred = 0
+
+    def _went_away(self, e: StoreUnavailable, pending: list[Any]) -> list[Any]:
+        """The flush of ``pending`` failed with the connection lost: keep it for later."""
+        mark = getattr(self.store, "mark_down", None)
+        if mark is not None:
+            mark()
+        out = self._outage = _Outage(e, time.monotonic())
+        self.outages += 1
+        return self._keep(out, e, pending)
+
+    def _keep(self, out: _Outage, e: StoreUnavailable, pending: list[Any]) -> list[Any]:
+        """After a failed flush of ``pending``: what still waits (all of it, unless the
+        commit's fate is unknown: then it waits apart, neither written again nor dropped,
+        until the store tells)."""
+        if e.xid is not None and self._pending_undo is not None:
+            out.xid, out.undo, out.inflight = e.xid, self._pending_undo, pending
+            out.deferred = self._pending_deferred
+            pending = []
+        self._pending_undo, self._pending_deferred = None, 0
+        self._pending_n = sum(len(x) for x in pending if _is_batch(x))
+        return pending
+
+    def _drop_oldest(self, pending: list[Any]) -> list[Any]:
+        """Drop the oldest sample batches until at most the bound is left (events and
+        controls stay), counting them."""
+        excess = self._pending_n - self.buffer_samples
+        keep: list[Any] = []
+        gone = 0
+        t0: int | None = None
+        t1: int | None = None
+        for item in pending:
+            if gone < excess and _is_batch(item):
+                if len(item):
+                    ts = [x[2] for x in item]
+                    lo, hi = min(ts), max(ts)
+                    t0 = lo if t0 is None else min(t0, lo)
+                    t1 = hi if t1 is None else max(t1, hi)
+                gone += len(item)
+                continue
+            keep.append(item)
+        self._pending_n -= gone
+        self.dropped += gone
+        if t0 is not None and t1 is not None:
+            span = self.dropped_span
+            self.dropped_span = (t0, t1) if span is None else (min(span[0], t0), max(span[1], t1))
+            r = self._drop_report
+            self._drop_report = (
+                (gone, t0, t1) if r is None else (r[0] + gone, min(r[1], t0), max(r[2], t1))
+            )
+        return keep
+
+    def _dropped_event(self) -> Event | None:
+        if self._drop_report is None:
+            return None
+        n, t0, t1 = self._drop_report
+        return Event(
+            t1,
+            "samples_dropped",
+            f"{n} samples were dropped while the database was unreachable (more than"
+            f" {self.buffer_samples} waited to be written)",
+            None,
+            {"count": n, "from_ns": t0, "to_ns": t1, "bound": self.buffer_samples},
+        )
+
+    def _try_again(self, pending: list[Any], last: bool = False) -> list[Any]:
+        """Reconnect and write what waited (``last``: and end every series); on failure,
+        wait longer (backoff) and return what still waits."""
+        out = self._outage
+        assert out is not None
+        try:
+            self.store.reconnect()  # type: ignore[attr-defined]
+            if out.xid is not None:
+                committed = self.store.committed(out.xid)  # type: ignore[attr-defined]
+                if committed is None:  # still in progress on the server: ask again later
+                    raise StoreUnavailable(f"transaction {out.xid} is still in progress")
+                if getattr(self.store, "deferred_done", None) is not None:
+                    self.store.deferred_done(out.deferred, committed)  # type: ignore[attr-defined]
+                if not committed:
+                    assert out.undo is not None
+                    out.undo.restore(self)
+                    pending = out.inflight + pending
+                elif out.reported is not None and out.reported == self._drop_report:
+                    self._drop_report = None  # its samples_dropped event is stored
+                out.xid, out.undo, out.inflight, out.deferred = None, None, [], 0
+                out.reported = None
+        except StoreUnavailable as e:
+            out.failed(e, time.monotonic())
+            return pending
+        except Exception as e:  # noqa: BLE001 - e.g. a server without txid_status: stop
+            self.error = e
+            self._outage = None
+            return []
+        report = self._dropped_event()
+        away = time.monotonic() - out.since
+        back = Event(
+            time.time_ns(),
+            "note",
+            f"the database at {self.store.url} was unreachable for {away:.1f} s"
+            f" ({out.tries + 1} tries to reconnect); what waited is written now",
+            None,
+            {"unreachable_s": round(away, 3), "tries": out.tries + 1},
+        )
+        try:
+            self._flush([*pending, back] + ([report] if report is not None else []), last=last)
+        except StoreUnavailable as e:
+            pending = self._keep(out, e, pending)  # the report is made anew next time
+            if out.xid is not None:
+                out.reported = self._drop_report
+            out.failed(e, time.monotonic())
+            return pending
+        except Exception as e:  # noqa: BLE001 - reported by close()
+            self.error = e
+            self._outage = None
+            return []
+        self.outage_log.append((away, out.tries + 1))
+        self._drop_report = None
+        self._outage = None
+        self._pending_n = 0
+        return []
+
+    def _last_tries(self, pending: list[Any]) -> list[Any]:
+        """Closing while the database is away: retry for ``final_retry_s``; then hand
+        what was not written to the store to spool (or fail, for a store that cannot)."""
+        out = self._outage
+        assert out is not None
+        deadline = time.monotonic() + self.final_retry_s
+        while True:
+            pending = self._try_again(pending, last=True)
+            if self._outage is None:
+                return []
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            time.sleep(max(0.0, min(out.next_try, deadline) - now))
+        uncertain = out.xid is not None
+        if uncertain:  # unknown whether it committed: spooled too (the spool says so)
+            assert out.undo is not None
+            out.undo.restore(self)
+            pending = out.inflight + pending
+        keep = getattr(self.store, "spool_later", None)
+        if keep is None:
+            self.error = out.error
+            self._outage = None
+            return []
+        keep(
+            items=pending,
+            describe=dict(self._describe),
+            targets=dict(self._targets),
+            default=self._default,
+            dropped=self._dropped_event(),
+            uncertain=uncertain,
+        )
+        self.spooled = True
+        self._outage = None
+        return []
