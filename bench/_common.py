@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +38,14 @@ BUSY_CMD = ["stress-ng", "--cpu", "1", "--cpu-load", "50"]
 WINDOWS = {"full": 60.0, "quick": 15.0, "smoke": 3.0}
 
 
-def parse_mode(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_mode(
+    description: str,
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=description)
+    if extra is not None:
+        extra(ap)
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="15 s windows instead of 60 s")
     g.add_argument("--smoke", action="store_true", help="a few seconds each (CI)")
