@@ -230,6 +230,9 @@ def test_database_stopped_and_started_mid_run_loses_nothing(
     assert store.resolve_run(run_id).status == "completed"
     _check_run(store, run_id, n)
     assert store.targets(run_id)[0].status == "exited"
+    # the outage was met (not slept through between two flushes) and ridden out
+    back = [e for e in store.events(run_id) if "unreachable_s" in (e.data or {})]
+    assert len(back) >= 1 and back[0].data["unreachable_s"] > 0, back
     store.close()
 
 

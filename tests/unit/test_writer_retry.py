@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from edgeprof.errors import StoreUnavailable
+from edgeprof.errors import StoreError, StoreUnavailable
 from edgeprof.model import Event, Sample, labels_of
 from edgeprof.store import chunks, open_store, writer
 from edgeprof.store.base import RunInfo, TargetInfo
@@ -240,7 +241,8 @@ def test_commit_without_answer_is_written_exactly_once(tmp_path: Path, mode: str
 def test_bound_drops_oldest_batches_with_exact_counts(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("EDGEPROF_PG_BUFFER_SAMPLES", "30")
     inner, store, run_id, tids = _open(tmp_path)
-    w = BatchWriter(store, run_id, flush_s=60)
+    warned: list[str] = []
+    w = BatchWriter(store, run_id, flush_s=60, warn=warned.append)
     w.add_target("t0", tids[0])
     w.add_target("t1", tids[1])
     w.write(_batch(0))
@@ -257,6 +259,12 @@ def test_bound_drops_oldest_batches_with_exact_counts(tmp_path: Path, monkeypatc
     _wait_up(w)
     w.close()
     assert w.dropped == 30 * 3
+    # the span as clock times (ticks 1 and 30: 2 ms and 31 ms after the epoch)
+    assert warned == [
+        f"90 samples were dropped while the database at {inner.url} was unreachable (more"
+        " than 30 waited; taken from 1970-01-01 00:00:00.002 to 1970-01-01 00:00:00.031 UTC;"
+        " EDGEPROF_PG_BUFFER_SAMPLES keeps more)"
+    ]
     assert w.dropped_span == (1_000_000 * 2, 1_000_000 * 31)  # ticks 1..30
     got = _stored(inner, run_id)
     assert got["0"] == [0.0] + [float(k * 10) for k in range(31, 41)]
@@ -391,3 +399,118 @@ def test_events_of_a_target_added_in_the_same_flush(tmp_path: Path) -> None:
     w.event(Event(1, "note", "mine", "t0", {}))
     w.close()
     assert [e.target_id for e in inner.events(run_id)] == [tids[0]]
+
+
+def _outage_to_the_end(tmp_path: Path, warned: list[str]) -> tuple[Any, ResilientStore, int]:
+    """A run whose database goes away after its first batch and never comes back."""
+    inner = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    flaky = Flaky(inner)
+    store = ResilientStore(flaky, warn=warned.append)
+    run_id = store.begin_run(RunInfo("s", "img", 0, 0.1))
+    tid = store.begin_target(TargetInfo(run_id, 0, "t0", []))
+    w = BatchWriter(store, run_id, flush_s=60, warn=warned.append)
+    w.add_target("t0", tid)
+    w.write(_batch(0, 1))
+    w.flush()
+    flaky.down = True
+    flaky.stay_down = 1_000_000
+    w.write(_batch(1, 1))
+    w.write(_batch(2, 1))
+    w.flush()
+    w.close(timeout=0.2)  # shorter than the final retries: they are waited for all the same
+    assert w.spooled and w.error is None
+    store.end_run(run_id, "completed", 99)
+    return inner, store, run_id
+
+
+def test_close_waits_for_the_final_retries_and_says_so(tmp_path: Path, monkeypatch: Any) -> None:
+    # EDGEPROF_PG_FINAL_RETRY_S longer than close()'s timeout (the runner's 120 s) made the
+    # run an error ("still writing after ...") though the writer went on to spool
+    monkeypatch.setenv("EDGEPROF_PG_FINAL_RETRY_S", "1")
+    monkeypatch.setenv("EDGEPROF_SPOOL_DIR", str(tmp_path))
+    warned: list[str] = []
+    t0 = time.monotonic()
+    inner, store, _ = _outage_to_the_end(tmp_path, warned)
+    assert time.monotonic() - t0 >= 1.0
+    assert "retrying for up to 1 s (EDGEPROF_PG_FINAL_RETRY_S)" in warned[0]
+    assert "spool" in warned[0] and inner.url in warned[0]
+    assert store.spool_path is not None
+    sp = open_store(f"sqlite:///{store.spool_path}", readonly=True)
+    assert sp.sample_count(sp.resolve_run("latest").id) == 2
+    sp.close()
+
+
+def test_pg_variables_checked_before_the_run_and_ignored_by_sqlite(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("EDGEPROF_PG_BUFFER_SAMPLES", "lots")
+    inner = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    run_id = inner.begin_run(RunInfo("s", "img", 0, 0.1))
+    w = BatchWriter(inner, run_id)  # a SQLite run: not its business
+    w.write(_batch(0, 1))
+    w.close()
+    assert inner.sample_count(run_id) == 1
+    with pytest.raises(StoreError, match="EDGEPROF_PG_BUFFER_SAMPLES='lots' is not a number"):
+        ResilientStore(Flaky(inner))  # a PostgreSQL run: told before it begins
+
+
+def test_spool_folder_created_or_else_the_temporary_folder(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("EDGEPROF_PG_FINAL_RETRY_S", "0.05")
+    missing = tmp_path / "spools" / "new"
+    monkeypatch.setenv("EDGEPROF_SPOOL_DIR", str(missing))
+    (tmp_path / "a").mkdir()
+    warned: list[str] = []
+    _, store, _ = _outage_to_the_end(tmp_path / "a", warned)
+    assert store.spool_path is not None and Path(store.spool_path).parent == missing
+    # a folder that cannot be one (a file is there): the system's temporary folder
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    monkeypatch.setenv("EDGEPROF_SPOOL_DIR", str(blocked))
+    fallback = tmp_path / "tmp"
+    fallback.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(fallback))
+    (tmp_path / "b").mkdir()
+    warned = []
+    _, store, _ = _outage_to_the_end(tmp_path / "b", warned)
+    assert store.spool_path is not None and Path(store.spool_path).parent == fallback
+    assert any("could not be written where asked" in m and str(blocked) in m for m in warned)
+    sp = open_store(f"sqlite:///{store.spool_path}", readonly=True)
+    assert sp.sample_count(sp.resolve_run("latest").id) == 2
+    sp.close()
+
+
+@pytest.mark.parametrize("mode", ["committed", "aborted"])
+def test_run_end_whose_commit_lost_its_answer_is_not_written_twice(
+    tmp_path: Path, monkeypatch: Any, mode: str
+) -> None:
+    # end_run's transaction (with the deferred log and event) committed, its answer lost,
+    # and the first reconnect to ask failed: it was applied a second time
+    monkeypatch.setenv("EDGEPROF_SPOOL_DIR", str(tmp_path))
+    inner, flaky, run_id, tids = _open(tmp_path)
+    store = ResilientStore(flaky)
+    store._run_id = run_id
+    # PostgreSQL's end_run is one statement (SQLite's space release would commit early)
+    monkeypatch.setattr(inner, "release_free_space", lambda: None)
+    flaky.down = True
+    store.add_log(tids[0], "stdout", "once\n")
+    store.add_event(run_id, tids[0], Event(5, "note", "once", "t0", {}))
+    flaky.down = False
+    flaky.commit_mode = mode
+    real = flaky.reconnect
+    calls: list[int] = []
+
+    def reconnect() -> None:  # the second (the first after the lost answer) fails
+        calls.append(1)
+        if len(calls) == 2:
+            raise StoreUnavailable("connection refused")
+        real()
+
+    monkeypatch.setattr(flaky, "reconnect", reconnect)
+    store.end_run(run_id, "completed", 99)
+    assert len(calls) >= 3
+    assert store.spool_path is None and not store.has_deferred()
+    assert inner._rows("SELECT stream, text FROM logs") == [{"stream": "stdout", "text": "once\n"}]
+    assert [e.message for e in inner.events(run_id)] == ["once"]
+    assert inner.resolve_run(run_id).status == "completed"

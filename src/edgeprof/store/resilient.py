@@ -22,6 +22,7 @@ import contextlib
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +67,9 @@ class ResilientStore:
     can_lose_connection = True
 
     def __init__(self, inner: Any, warn: Callable[[str], None] | None = None) -> None:
+        # checked now, before the run begins (not when it ends, with its data waiting)
+        _env_number("EDGEPROF_PG_BUFFER_SAMPLES", 0)
+        _env_number("EDGEPROF_PG_FINAL_RETRY_S", FINAL_RETRY_S)
         self.inner = inner
         self.url: str = inner.url
         self.warn = warn or (lambda msg: print(f"edgeprof: warning: {msg}", file=sys.stderr))
@@ -232,27 +236,40 @@ class ResilientStore:
         self._spool()
 
     def _finish(self, run_id: int, status: str, ended_ns: int) -> bool:
-        """Write the deferred operations and the run's end, retrying for a while."""
+        """Write the deferred operations and the run's end, retrying for a while. A commit
+        whose answer was lost is asked about (after reconnecting) before anything is
+        written again, so that nothing is written twice; unanswered by the deadline, its
+        operations go to the spool too (its import skips what the database has)."""
         deadline = time.monotonic() + _env_number("EDGEPROF_PG_FINAL_RETRY_S", FINAL_RETRY_S)
         delay = BACKOFF_S[0]
         first = not (self.down or self._deferred)
+        lost: tuple[int, int] | None = None  # a commit without answer: (xid, operations)
         while True:
             try:
                 if not first:
                     self.inner.reconnect()
                 first = False
+                if lost is not None:
+                    done = self.inner.committed(lost[0])
+                    if done is None:  # still in progress on the server: ask again later
+                        raise StoreUnavailable(f"transaction {lost[0]} is still in progress")
+                    self.deferred_done(lost[1], done)
+                    lost = None
+                    if done and not self._deferred:
+                        self.down = False
+                        return True
                 n = 0
                 try:
                     with self.inner.transaction():
                         n = self.apply_deferred()
                         self.inner.end_run(run_id, status, ended_ns)
                 except StoreUnavailable as e:
-                    ok = e.xid is not None and self._resolved(e.xid)
-                    self.deferred_done(n, ok)
-                    if not ok:
-                        raise
-                else:
-                    self.deferred_done(n, True)
+                    if e.xid is None:
+                        self.deferred_done(n, False)
+                    else:  # done or not: told after reconnecting
+                        lost = (e.xid, n)
+                    raise
+                self.deferred_done(n, True)
                 self.down = False
                 return True
             except StoreUnavailable:
@@ -263,14 +280,6 @@ class ResilientStore:
                 time.sleep(min(delay * random.uniform(0.5, 1.0), max(0.0, deadline - now)))
                 delay = min(delay * 2, BACKOFF_S[1])
 
-    def _resolved(self, xid: int) -> bool:
-        """Whether transaction ``xid``, whose commit lost its answer, committed (asked on a
-        new connection; False when that cannot be made)."""
-        with contextlib.suppress(StoreUnavailable):
-            self.inner.reconnect()
-            return self.inner.committed(xid) is True
-        return False
-
     # -- the spool ------------------------------------------------------------------------
     def _spool(self) -> None:
         from edgeprof.store import open_store
@@ -278,16 +287,34 @@ class ResilientStore:
         run = self._run
         if run is None or self.spool_path is not None:
             return
-        folder = Path(os.environ.get("EDGEPROF_SPOOL_DIR") or ".")
         spool_id = str(uuid4())
-        path = folder / f"edgeprof-spool-{run.uuid[:8]}.db"
-        if path.exists():
-            path = folder / f"edgeprof-spool-{run.uuid[:8]}-{spool_id[:8]}.db"
         left = self._leftovers or {}
         meta = {**run.meta, "spool": {"id": spool_id, "of_url": self.url}}
         if left.get("uncertain"):
             meta["spool"]["uncertain_commit"] = True
-        sp = open_store(f"sqlite:///{path}")
+        # the folder asked for (created if missing); when it cannot hold the file, the
+        # system's temporary folder: the run's data must not be lost for a folder's sake
+        asked = Path(os.environ.get("EDGEPROF_SPOOL_DIR") or ".")
+        tried: list[str] = []
+        for folder in dict.fromkeys([asked, Path(tempfile.gettempdir())]):
+            path = folder / f"edgeprof-spool-{run.uuid[:8]}.db"
+            if path.exists():
+                path = folder / f"edgeprof-spool-{run.uuid[:8]}-{spool_id[:8]}.db"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                sp = open_store(f"sqlite:///{path}")
+            except (OSError, StoreError) as e:
+                tried.append(f"{path}: {e}")
+                continue
+            break
+        else:
+            raise StoreError(
+                f"the database at {self.url} stayed unreachable and the rest of run "
+                f"{run.uuid} could not be kept in a spool file ({'; '.join(tried)}); set "
+                "EDGEPROF_SPOOL_DIR to a writable folder"
+            )
+        if tried:
+            self.warn(f"the spool file could not be written where asked ({tried[0]})")
         try:
             rid = sp.begin_run(replace(run, meta=meta))
             ids: dict[int, int] = {}

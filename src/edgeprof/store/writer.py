@@ -44,6 +44,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from itertools import chain
 from typing import Any
 
@@ -116,6 +117,12 @@ def _env_number(name: str, default: float) -> float:
     if value < 0:
         raise StoreError(f"${name}={raw!r} is negative; give 0 or more")
     return value
+
+
+def _utc(t_ns: int) -> str:
+    """A sample's time (Unix ns) as a UTC clock time to the millisecond."""
+    t = datetime.fromtimestamp(t_ns // 1_000_000 / 1000, timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t_ns // 1_000_000 % 1000:03d}"
 
 
 def _is_batch(item: Any) -> bool:
@@ -205,10 +212,14 @@ class BatchWriter:
         self.run_id = run_id
         self.flush_s = flush_s
         self.warn = warn or (lambda msg: print(f"edgeprof: warning: {msg}", file=sys.stderr))
-        self.buffer_samples = int(_env_number("EDGEPROF_PG_BUFFER_SAMPLES", BUFFER_SAMPLES))
-        self.final_retry_s = _env_number("EDGEPROF_PG_FINAL_RETRY_S", FINAL_RETRY_S)
         # a store that can lose its connection gets an undo log per flush (SQLite: none)
         self._undo_on = bool(getattr(store, "can_lose_connection", False))
+        # the EDGEPROF_PG_* variables concern such a store only (a SQLite run ignores them)
+        self.buffer_samples = BUFFER_SAMPLES
+        self.final_retry_s = FINAL_RETRY_S
+        if self._undo_on:
+            self.buffer_samples = int(_env_number("EDGEPROF_PG_BUFFER_SAMPLES", BUFFER_SAMPLES))
+            self.final_retry_s = _env_number("EDGEPROF_PG_FINAL_RETRY_S", FINAL_RETRY_S)
         self._deferred = getattr(store, "has_deferred", None)
         self.dropped = 0
         """Samples dropped while the database was unreachable (the oldest, beyond the
@@ -281,19 +292,21 @@ class BatchWriter:
 
     def close(self, timeout: float = 120.0) -> None:
         """Write everything still queued and stop; raises when writing failed (or did not
-        finish within ``timeout`` seconds: a database that stopped answering)."""
+        finish within ``timeout`` seconds, plus the final retries of an unreachable
+        database: a database that stopped answering)."""
         self._q.append(None)
         self._wake.set()
+        if self._undo_on:  # the final retries (and the hand-over to the spool) are waited for
+            timeout += self.final_retry_s
         self._thread.join(timeout)
         if self._thread.is_alive():
             self.error = self.error or TimeoutError(f"still writing after {timeout:g} s")
         if self.dropped and self.dropped_span is not None:
-            a, z = self.dropped_span
+            a, z = (_utc(t) for t in self.dropped_span)
             self.warn(
                 f"{self.dropped} samples were dropped while the database at {self.store.url}"
-                f" was unreachable (more than {self.buffer_samples} waited; from"
-                f" {a / 1e9:.3f} to {z / 1e9:.3f} s on the run's clock;"
-                " EDGEPROF_PG_BUFFER_SAMPLES keeps more)"
+                f" was unreachable (more than {self.buffer_samples} waited; taken from"
+                f" {a} to {z} UTC; EDGEPROF_PG_BUFFER_SAMPLES keeps more)"
             )
         if self.error is not None:
             raise StoreError(f"writing samples to {self.store.url} failed: {self.error}")
@@ -684,6 +697,16 @@ class BatchWriter:
         what was not written to the store to spool (or fail, for a store that cannot)."""
         out = self._outage
         assert out is not None
+        if self.final_retry_s > 0:  # the run's end waits: say why
+            then = (
+                "keeping the rest of the run in a local spool file"
+                if getattr(self.store, "spool_later", None) is not None
+                else "giving up"
+            )
+            self.warn(
+                f"the database at {self.store.url} is unreachable ({out.error}); retrying for"
+                f" up to {self.final_retry_s:g} s (EDGEPROF_PG_FINAL_RETRY_S) before {then}"
+            )
         deadline = time.monotonic() + self.final_retry_s
         while True:
             pending = self._try_again(pending, last=True)
