@@ -22,7 +22,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 """Jiffies per second of ``/proc/stat`` and ``/proc/<pid>/stat`` (USER_HZ, 100 on Linux)."""
 
 
-def _read(path: str) -> str | None:
+def read_text(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
             return f.read().replace(b"\x00", b"").decode("utf-8", "replace").strip()
@@ -31,14 +31,14 @@ def _read(path: str) -> str | None:
 
 
 def jetson_model(proc_root: str = "/proc") -> str | None:
-    return _read(os.path.join(proc_root, "device-tree", "model"))
+    return read_text(os.path.join(proc_root, "device-tree", "model"))
 
 
 def cpu_model(proc_root: str = "/proc") -> str | None:
     """The CPU's model name from ``/proc/cpuinfo`` (x86's ``model name``; ARM kernels give
     ``model name`` or ``Processor`` on older ones, else only the part number: then the
     architecture and ``CPU part`` are returned, e.g. ``ARMv8 part 0xd42``)."""
-    text = _read(os.path.join(proc_root, "cpuinfo")) or ""
+    text = read_text(os.path.join(proc_root, "cpuinfo")) or ""
     fields: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -57,7 +57,7 @@ def cpu_model(proc_root: str = "/proc") -> str | None:
 
 def l4t_release(etc_root: str = "/etc") -> str | None:
     """``# R35 (release), REVISION: 4.1, …`` → ``"R35.4.1"``; None when absent."""
-    text = _read(os.path.join(etc_root, "nv_tegra_release"))
+    text = read_text(os.path.join(etc_root, "nv_tegra_release"))
     if text is None:
         return None
     m = _L4T_RE.search(text)
@@ -150,7 +150,7 @@ def host_details(caps: HostCaps | None = None) -> dict[str, Any]:
     }
     if caps is not None and caps.sched_tick_s:
         details["sched_tick_s"] = caps.sched_tick_s
-    boot_id = _read("/proc/sys/kernel/random/boot_id")
+    boot_id = read_text("/proc/sys/kernel/random/boot_id")
     if boot_id:
         details["boot_id"] = boot_id
     return details

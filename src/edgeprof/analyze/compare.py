@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -722,6 +722,48 @@ def compare(
     return _compare_loaded(id_a, ta, id_b, tb, targets, metrics, stats, seed, resamples)
 
 
+def _selection(
+    names: list[str],
+    loaded: Sequence[dict[str, _Target]],
+    targets: Sequence[str],
+    metrics: Sequence[str],
+    stats: Sequence[str],
+    where: str,
+) -> list[str]:
+    """The target names compared (those asked for, in run order); a target, metric or
+    statistic asked for that none of the runs (``where``) has is one sentence."""
+    if targets:
+        unknown = [t for t in targets if t not in names]
+        if unknown:
+            raise UserError(
+                f"no target {unknown[0]!r} in {where} (targets: {', '.join(names) or 'none'}); "
+                "pass one of those to --target"
+            )
+        names = [n for n in names if n in targets]
+    if metrics:
+        present = {k for ts in loaded for t in ts.values() for r in t.repeats for k in r}
+        bare = {k.split("{", 1)[0] for k in present}
+        unknown = [m for m in metrics if m not in present and m not in bare]
+        if unknown:
+            raise UserError(
+                f"no metric {unknown[0]!r} in {where}; 'edgeprof summary RUN' lists the "
+                "metrics of a run"
+            )
+    bad = [s for s in stats if s not in GAUGE_STATS]
+    if bad:
+        raise UserError(f"unknown statistic {bad[0]!r}; use one of {', '.join(GAUGE_STATS)}")
+    return names
+
+
+def _wanted(metrics: Sequence[str]) -> Callable[[str], bool]:
+    """Whether a series key (``name{labels}``) is among the metrics asked for (all if none)."""
+
+    def wanted(key: str) -> bool:
+        return not metrics or key in metrics or key.split("{", 1)[0] in metrics
+
+    return wanted
+
+
 def _compare_loaded(
     id_a: int,
     ta: dict[str, _Target],
@@ -735,29 +777,8 @@ def _compare_loaded(
 ) -> Comparison:
     """:func:`compare` of targets loaded already (a group's: the repeats of its runs)."""
     names = list(ta) + [n for n in tb if n not in ta]
-    if targets:
-        unknown = [t for t in targets if t not in ta and t not in tb]
-        if unknown:
-            raise UserError(
-                f"no target {unknown[0]!r} in run {id_a} or run {id_b} "
-                f"(targets: {', '.join(names) or 'none'}); pass one of those to --target"
-            )
-        names = [n for n in names if n in targets]
-    if metrics:
-        present = {k for t in (*ta.values(), *tb.values()) for r in t.repeats for k in r}
-        bare = {k.split("{", 1)[0] for k in present}
-        unknown = [m for m in metrics if m not in present and m not in bare]
-        if unknown:
-            raise UserError(
-                f"no metric {unknown[0]!r} in run {id_a} or run {id_b}; "
-                "'edgeprof summary RUN' lists the metrics of a run"
-            )
-    bad = [s for s in stats if s not in GAUGE_STATS]
-    if bad:
-        raise UserError(f"unknown statistic {bad[0]!r}; use one of {', '.join(GAUGE_STATS)}")
-
-    def wanted(key: str) -> bool:
-        return not metrics or key in metrics or key.split("{", 1)[0] in metrics
+    names = _selection(names, [ta, tb], targets, metrics, stats, f"run {id_a} or run {id_b}")
+    wanted = _wanted(metrics)
 
     out: list[TargetComparison] = []
     for name in names:
@@ -936,29 +957,8 @@ def compare_groups(
     names: list[str] = []
     for ts in loaded:
         names += [n for n in ts if n not in names]
-    if targets:
-        unknown = [t for t in targets if t not in names]
-        if unknown:
-            raise UserError(
-                f"no target {unknown[0]!r} in {where} (targets: {', '.join(names) or 'none'}); "
-                "pass one of those to --target"
-            )
-        names = [n for n in names if n in targets]
-    if metrics:
-        present = {k for ts in loaded for t in ts.values() for r in t.repeats for k in r}
-        bare = {k.split("{", 1)[0] for k in present}
-        unknown = [m for m in metrics if m not in present and m not in bare]
-        if unknown:
-            raise UserError(
-                f"no metric {unknown[0]!r} in {where}; 'edgeprof summary RUN' lists the "
-                "metrics of a run"
-            )
-    bad = [s for s in stats if s not in GAUGE_STATS]
-    if bad:
-        raise UserError(f"unknown statistic {bad[0]!r}; use one of {', '.join(GAUGE_STATS)}")
-
-    def wanted(key: str) -> bool:
-        return not metrics or key in metrics or key.split("{", 1)[0] in metrics
+    names = _selection(names, loaded, targets, metrics, stats, where)
+    wanted = _wanted(metrics)
 
     if metrics:  # only the series asked for are compared
         for ts in loaded:

@@ -80,6 +80,17 @@ def add_live_options(p: argparse.ArgumentParser, while_: str, elsewhere: str) ->
     )
 
 
+def add_tags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tag",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a free key=value stored with the run (repeatable; key of letters, digits, '_', "
+        "'.', '-'), shown by 'summary' and matched by 'runs --tag KEY=VALUE'",
+    )
+
+
 def positive_interval(text: str) -> float:
     from edgeprof.spec import MIN_INTERVAL_S
 

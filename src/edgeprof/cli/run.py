@@ -12,6 +12,7 @@ from edgeprof.cli.check import report as report_budgets
 from edgeprof.cli.common import (
     add_db,
     add_live_options,
+    add_tags,
     db_url,
     open_for_writing,
     positive_interval,
@@ -91,14 +92,7 @@ def add(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of tables"
     )
-    p.add_argument(
-        "--tag",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="a free key=value stored with the run (repeatable; key of letters, digits, '_', "
-        "'.', '-'), shown by 'summary' and matched by 'runs --tag KEY=VALUE'",
-    )
+    add_tags(p)
     add_live_options(p, "running", "a line per target")
     add_junit(p)
     p.set_defaults(func=main)

@@ -42,6 +42,7 @@ from typing import Any
 
 from edgeprof.errors import UserError
 from edgeprof.hostinfo import HostCaps, cpu_model, jetson_model, l4t_release
+from edgeprof.hostinfo import read_text as _read
 
 GIT_TIMEOUT_S = 2.0
 
@@ -71,14 +72,6 @@ _DMI_PLACEHOLDERS = {
 }
 
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://).*@(?=[^@/]*(?:[/?#]|$))", re.S)
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read().replace(b"\x00", b"").decode("utf-8", "replace").strip()
-    except OSError:
-        return None
 
 
 def _dmi(sys_root: str, name: str) -> str | None:
