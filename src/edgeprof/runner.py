@@ -29,7 +29,7 @@ from edgeprof import __version__
 from edgeprof.collect.registry import AppOptions, CollectOptions, StatsSource, selected
 from edgeprof.engine.base import Engine, Handle
 from edgeprof.errors import EngineError, UserError
-from edgeprof.farm.meta import run_meta
+from edgeprof.farm.meta import gpu_details, run_meta
 from edgeprof.hostinfo import HostCaps, detect, host_details
 from edgeprof.model import FAILED_STATUSES, Clock, Event
 from edgeprof.owner import owner_info
@@ -227,7 +227,7 @@ def run_profile(
     )
     caps = caps or detect()
     host = {**host_details(caps), **engine.engine_details(), "image": engine.image_info(image)}
-    host["gpu"] = _gpu_details(caps)
+    host["gpu"] = gpu_details(caps)
     spec_dir = os.path.dirname(os.path.abspath(loaded.path))
     meta = run_meta(caps, host, host["gpu"], host["image"], spec_dir, st.tags)
     clock = Clock()
@@ -372,15 +372,6 @@ def _app_options(app: AppMetricsOptions) -> AppOptions:
         pywaggle_tz=app.pywaggle_tz,
         statsd_dialect=app.statsd_dialect,
     )
-
-
-def _gpu_details(caps: HostCaps) -> dict[str, Any]:
-    try:
-        from edgeprof.collect.gpu import gpu_host_details
-
-        return gpu_host_details(caps.proc_root, caps.etc_root)
-    except Exception as e:  # noqa: BLE001 - host details are best effort
-        return {"gpu": None, "reason": str(e)}
 
 
 def _close_run(

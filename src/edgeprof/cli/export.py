@@ -165,7 +165,7 @@ def _sqlite(ns: argparse.Namespace) -> int:
         )
         return 0
     if res.partial:  # as 'import' says of such a run: the copy is marked crashed
-        from edgeprof.store.transfer import fmt_ns
+        from edgeprof.report.terminal import fmt_time as fmt_ns
 
         print(
             f"edgeprof: warning: run {run.id} is still running (or its profiler died): {out} "

@@ -17,7 +17,7 @@ from edgeprof.errors import StoreError, StoreUnavailable
 from edgeprof.store.base import Store
 from edgeprof.store.migrate import Progress
 from edgeprof.store.schema import Dialect, PgDialect
-from edgeprof.store.sql import SQLStore
+from edgeprof.store.sql import SQLStore, _first_line
 from edgeprof.store.writer import BatchWriter
 from edgeprof.urls import redact_text, redact_url
 
@@ -214,9 +214,8 @@ def _open_postgres(url: str, readonly: bool, progress: Progress | None = None) -
         try:
             conn = psycopg.connect(target, connect_timeout=10, **_keepalive(psycopg))
         except psycopg.Error as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise StoreUnavailable(
-                f"cannot connect to PostgreSQL at {shown}: {redact_text(first, url)}"
+                f"cannot connect to PostgreSQL at {shown}: {redact_text(_first_line(e), url)}"
             ) from None
         if readonly:
             conn.read_only = True

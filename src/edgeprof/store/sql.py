@@ -196,9 +196,7 @@ class SQLStore:
                     with self.conn.cursor() as cur:
                         cur.execute("SELECT txid_current()")
                         xid = int(cur.fetchone()[0])
-                    self.conn.commit()
-                else:
-                    self.conn.commit()
+                self.conn.commit()
                 self._new_stacks = None
             except BaseException as e:
                 with contextlib.suppress(Exception):

@@ -42,7 +42,6 @@ and rows are written with ``executemany``.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import shutil
@@ -60,6 +59,7 @@ import numpy as np
 
 from edgeprof.errors import StoreError, UserError
 from edgeprof.store import chunks
+from edgeprof.store.base import TARGET_FIELDS
 from edgeprof.store.schema import READABLE_FROM, SCHEMA_VERSION
 from edgeprof.store.sql import SQLStore, dumps
 
@@ -154,8 +154,7 @@ def _failed(store: SQLStore, e: Exception) -> Exception:
         return e
     with contextlib.suppress(Exception):
         store.conn.rollback()
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return StoreError(f"the database at {store.url} failed: {first}")
+    return store._fail(e)
 
 
 @contextlib.contextmanager
@@ -265,17 +264,7 @@ _TYPES = {
 }
 _CHUNK_COLS = list(_TYPES["chunks"])
 _TARGET_COLS = [c for c in _TYPES["targets"] if c not in ("id", "run_id")]
-_TARGET_STATUS = (
-    "container_id",
-    "started_ns",
-    "ended_ns",
-    "status",
-    "exit_code",
-    "oom_killed",
-    "timed_out",
-    "duration_s",
-    "error",
-)
+_TARGET_STATUS = sorted(TARGET_FIELDS)  # what the runner sets on a target as it runs
 
 
 class _Dst:
@@ -1010,12 +999,6 @@ def _copy_code(
 # -- files -------------------------------------------------------------------------------------
 
 
-def fmt_ns(ns: int | None) -> str:
-    if ns is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def file_version(path: str) -> int | None:
     """The schema version of an edgeprof SQLite file, read without writing; raises a
     one-sentence UserError for what is not one."""
@@ -1118,6 +1101,8 @@ def import_files(
     (not an edgeprof database, truncated, too new) raises a one-sentence UserError, or,
     with ``error``, calls ``error(sentence)`` and goes on with the next file. ``report``
     is called with each result as it comes."""
+    from edgeprof.report.terminal import fmt_time as fmt_ns
+
     out: list[ImportResult] = []
     for path in paths:
         try:
