@@ -46,6 +46,18 @@ class _Rate:
     granularity_s: float | None
 
 
+class _History:
+    """One counter series' recent samples, for its rate."""
+
+    __slots__ = ("samples", "tick", "at")
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[int, float]] = deque()
+        self.tick = -1
+        """The tick that last derived this series' rate, and where in its list it went."""
+        self.at = 0
+
+
 @dataclass
 class TimingStats:
     """How well the sampler kept its schedule."""
@@ -85,7 +97,10 @@ class Sampler:
         self._lock = threading.Lock()
         self._learn_lock = threading.Lock()
         self._collectors: tuple[Collector, ...] = ()
-        self._history: dict[tuple[str, Labels], deque[tuple[int, float]]] = {}
+        # labels → metric → history: a collector's samples share one labels tuple, so a
+        # tick looks it up once per collector rather than hashing it for every sample
+        self._history: dict[Labels, dict[str, _History]] = {}
+        self._ticks = 0
         self._stop = threading.Event()
         self._saved_switch: float | None = None
         self.realtime = realtime
@@ -177,17 +192,25 @@ class Sampler:
         rates = self._rates
         history = self._history
         new = tuple.__new__  # a Sample without NamedTuple's Python-level __new__
-        derived: dict[tuple[str, Labels], Sample] = {}  # one rate per series and tick: the last
+        self._ticks = tick = self._ticks + 1
+        derived: list[Sample] = []  # one rate per series and tick: the last
+        last: Labels | None = None
+        per: dict[str, _History] = {}
         for s in out:
             metric, labels, t, v = s
             r = rates.get(metric)
             if r is None:
                 continue
-            key = (metric, labels)
-            hist = history.get(key)
-            if hist is None:
-                hist = history[key] = deque()
-            elif hist:
+            if labels is not last:
+                per = history.get(labels)  # type: ignore[assignment]
+                if per is None:
+                    per = history[labels] = {}
+                last = labels
+            h = per.get(metric)
+            if h is None:
+                h = per[metric] = _History()
+            hist = h.samples
+            if hist:
                 t_last, v_last = hist[-1]
                 if t <= t_last:  # out of order (an app's own timestamps): no rate
                     continue
@@ -202,9 +225,13 @@ class Sampler:
                 rate = (v - v0) * 1e9 / (t - t0) * r.scale
                 if r.max is not None and rate > r.max:
                     rate = r.max
-                derived[key] = new(Sample, (r.name, labels, t, rate))
+                if h.tick == tick:
+                    derived[h.at] = new(Sample, (r.name, labels, t, rate))
+                else:
+                    h.tick, h.at = tick, len(derived)
+                    derived.append(new(Sample, (r.name, labels, t, rate)))
         if derived:
-            out.extend(derived.values())
+            out.extend(derived)
         return out
 
     # -- the loop -------------------------------------------------------------------------

@@ -496,3 +496,18 @@ def test_migrate_an_old_database_with_progress(tmp_path: Path) -> None:
     assert t.tolist() == [r[1] for r in rows] and v.tolist() == [r[2] for r in rows]
     res = edgeprof("migrate", "--db", url, cwd=tmp_path)
     assert f"is at schema version {SCHEMA_VERSION} already" in res.stdout
+
+
+def test_settle_gc_freezes_what_exists_and_raises_the_thresholds() -> None:
+    import gc
+
+    from edgeprof.cli.common import GC_THRESHOLDS, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 1000  # the modules, classes and functions loaded
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -1078,3 +1078,38 @@ def test_export_parquet_of_a_run_without_samples(tmp_path: Path) -> None:
     store.close()
     table = pq.read_table(out)
     assert table.num_rows == 0 and table.column_names == COLUMNS
+
+
+def test_writer_series_follow_default_target_and_ended_targets(tmp_path: Path) -> None:
+    """Host samples (no target label) go to the default target of the moment, and a target's
+    series end with it: the same labels after a switch or an end start a new series, even
+    though the writer looks series up by labels from a memo."""
+    store = open_store(_url(tmp_path))
+    run_id = _begin(store)
+    a = store.begin_target(TargetInfo(run_id, 0, "a", []))
+    b = store.begin_target(TargetInfo(run_id, 1, "b", []))
+    w = _writer(store, run_id, a, flush_s=0.05)
+    w.add_target("a", a)
+    host = ()
+    ta = labels_of(target="a")
+    sec = 1_000_000_000
+    for i in range(3):
+        w.write([Sample("memory.usage_bytes", host, i * sec, 1.0 + i), Sample("x", ta, i * sec, i)])
+    w.flush()
+    w.set_default_target(b)
+    w.end_target(a)
+    for i in range(3, 5):
+        w.write([Sample("memory.usage_bytes", host, i * sec, 1.0 + i)])
+    w.add_target("a", b)  # the same labels, now another target's
+    w.write([Sample("x", ta, 9 * sec, 2**53 + 1)])
+    w.close()
+    got = {
+        (s.target_id, s.metric): store.series_values(run_id)[s.id].tolist()
+        for s in store.series(run_id)
+    }
+    assert got == {
+        (a, "memory.usage_bytes"): [1.0, 2.0, 3.0],
+        (a, "x"): [0.0, 1.0, 2.0],
+        (b, "memory.usage_bytes"): [4.0, 5.0],
+        (b, "x"): [float(2**53 + 1)],
+    }

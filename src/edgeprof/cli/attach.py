@@ -14,6 +14,7 @@ from edgeprof.cli.common import (
     db_url,
     open_for_writing,
     positive_interval,
+    settle_gc,
 )
 
 NAME = "attach"
@@ -167,6 +168,7 @@ def main(ns: argparse.Namespace) -> int:
     try:
         if view is not None:
             view.start()
+        settle_gc()
         result = attach_profile(
             engine,
             store,

@@ -16,6 +16,7 @@ from edgeprof.cli.common import (
     db_url,
     open_for_writing,
     positive_interval,
+    settle_gc,
 )
 from edgeprof.errors import StoreUnavailable
 
@@ -129,6 +130,7 @@ def main(ns: argparse.Namespace) -> int:
     if exporter is not None:
         settings.sinks.append(exporter.sink)
     try:
+        settle_gc()
         with ui:
             result = run_profile(loaded, store, engine, settings, ui)
     except KeyboardInterrupt:
