@@ -498,16 +498,17 @@ def test_migrate_an_old_database_with_progress(tmp_path: Path) -> None:
     assert f"is at schema version {SCHEMA_VERSION} already" in res.stdout
 
 
-def test_settle_gc_freezes_what_exists_and_raises_the_thresholds() -> None:
+def test_settle_gc_collects_then_freezes_and_raises_the_young_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import gc
 
-    from edgeprof.cli.common import GC_THRESHOLDS, settle_gc
+    from edgeprof.cli import common
 
-    before = gc.get_threshold()
-    try:
-        settle_gc()
-        assert gc.get_threshold() == GC_THRESHOLDS
-        assert gc.get_freeze_count() > 1000  # the modules, classes and functions loaded
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append("collect") or 0)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "get_threshold", lambda: (700, 10, 10))
+    monkeypatch.setattr(gc, "set_threshold", lambda *a: calls.append(f"threshold {a}"))
+    common.settle_gc()
+    assert calls == ["collect", "freeze", f"threshold {(common.GC_YOUNG_THRESHOLD, 10, 10)}"]

@@ -176,6 +176,25 @@ def test_lost_at_any_statement_loses_and_repeats_nothing(tmp_path: Path, fail_at
     assert w.outages == 1
 
 
+def test_a_series_registered_in_a_failed_flush_is_registered_again(tmp_path: Path) -> None:
+    """The writer finds series through a memo by labels: a flush that registered a series
+    and then lost its connection must not leave the memo pointing at the rolled-back id."""
+    inner, store, run_id, tids = _open(tmp_path)
+    w = BatchWriter(store, run_id, flush_s=60)
+    w.add_target("t0", tids[0])
+    w.write(_batch(0, 1))
+    w.flush()
+    new = labels_of(target="t0", s="9")
+    store.count, store.fail_at = 0, 2  # the new series' row is written, the block is not
+    w.write([Sample("m", new, 5_000_000, 1.0)])
+    w.flush()
+    _wait_up(w)
+    w.write([Sample("m", new, 6_000_000, 2.0)])
+    w.flush()
+    w.close()
+    assert _stored(inner, run_id) == {"0": [0.0], "9": [1.0, 2.0]}
+
+
 def test_undo_restores_state_when_the_flush_that_finalized_fails(tmp_path: Path) -> None:
     inner, store, run_id, tids = _open(tmp_path)
     w = BatchWriter(store, run_id, flush_s=60)
