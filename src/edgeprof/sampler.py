@@ -201,10 +201,8 @@ class Sampler:
             r = rates.get(metric)
             if r is None:
                 continue
-            if labels is not last:
-                per = history.get(labels)  # type: ignore[assignment]
-                if per is None:
-                    per = history[labels] = {}
+            if labels is not last:  # a new collector's samples
+                per = history.setdefault(labels, {})
                 last = labels
             h = per.get(metric)
             if h is None:

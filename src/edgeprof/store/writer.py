@@ -327,10 +327,8 @@ class BatchWriter:
         last: Labels | None = None
         per: dict[str, _Series] = {}
         for metric, labels, t, v in batch:
-            if labels is not last:
-                per = by_labels.get(labels)  # type: ignore[assignment]
-                if per is None:
-                    per = by_labels[labels] = {}
+            if labels is not last:  # a new collector's samples
+                per = by_labels.setdefault(labels, {})
                 last = labels
             buf = per.get(metric)
             if buf is None:
