@@ -126,10 +126,6 @@ def command(args: list[str]) -> tuple[float, dict[str, Any]]:
     return wall, json.loads(res.stdout) if res.stdout.strip().startswith("{") else {}
 
 
-def best(times: list[float]) -> float:
-    return min(times)
-
-
 def measure(src: str, wd: str, pg: str | None, label: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     runs: list[tuple[float, int]] = []
@@ -143,8 +139,8 @@ def measure(src: str, wd: str, pg: str | None, label: str) -> dict[str, Any]:
         cli.append(wall)
     n = runs[0][1]
     out["samples"] = n
-    out["sqlite_s"] = best([t for t, _ in runs])
-    out["sqlite_cli_s"] = best(cli)
+    out["sqlite_s"] = min([t for t, _ in runs])
+    out["sqlite_cli_s"] = min(cli)
     if pg is not None:
         runs, cli = [], []
         for k in range(REPEATS):
@@ -155,8 +151,8 @@ def measure(src: str, wd: str, pg: str | None, label: str) -> dict[str, Any]:
                 wall, got = command(["import", src, "--db", url, "--json"])
                 assert got["samples"] == n, got
                 cli.append(wall)
-        out["pg_s"] = best([t for t, _ in runs])
-        out["pg_cli_s"] = best(cli)
+        out["pg_s"] = min([t for t, _ in runs])
+        out["pg_cli_s"] = min(cli)
     return out
 
 
@@ -172,7 +168,7 @@ def export_times(src: str, wd: str, pg: str | None) -> dict[str, Any]:
         times.append(
             command(["export", "1", "-f", "sqlite", "-o", f"{wd}/exp-lite{k}.db", "--db", lite])[0]
         )
-    out["from_sqlite_cli_s"] = best(times)
+    out["from_sqlite_cli_s"] = min(times)
     if pg is not None:
         with pg_database(pg, "export") as url:
             open_store(url).close()
@@ -187,14 +183,14 @@ def export_times(src: str, wd: str, pg: str | None) -> dict[str, Any]:
                 tt.append(time.perf_counter() - t0)
                 d.close()
             s.close()
-            out["from_pg_s"] = best(tt)
+            out["from_pg_s"] = min(tt)
             cli = [
                 command(
                     ["export", str(rid), "-f", "sqlite", "-o", f"{wd}/exp-pgcli{k}.db", "--db", url]
                 )[0]
                 for k in range(REPEATS)
             ]
-            out["from_pg_cli_s"] = best(cli)
+            out["from_pg_cli_s"] = min(cli)
     return out
 
 

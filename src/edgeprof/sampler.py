@@ -46,18 +46,6 @@ class _Rate:
     granularity_s: float | None
 
 
-class _History:
-    """One counter series' recent samples, for its rate."""
-
-    __slots__ = ("samples", "tick", "at")
-
-    def __init__(self) -> None:
-        self.samples: deque[tuple[int, float]] = deque()
-        self.tick = -1
-        """The tick that last derived this series' rate, and where in its list it went."""
-        self.at = 0
-
-
 @dataclass
 class TimingStats:
     """How well the sampler kept its schedule."""
@@ -97,10 +85,9 @@ class Sampler:
         self._lock = threading.Lock()
         self._learn_lock = threading.Lock()
         self._collectors: tuple[Collector, ...] = ()
-        # labels → metric → history: a collector's samples share one labels tuple, so a
-        # tick looks it up once per collector rather than hashing it for every sample
-        self._history: dict[Labels, dict[str, _History]] = {}
-        self._ticks = 0
+        # labels → metric → recent samples: a collector's samples share one labels tuple,
+        # so a tick looks it up once per collector rather than hashing it for every sample
+        self._history: dict[Labels, dict[str, deque[tuple[int, float]]]] = {}
         self._stop = threading.Event()
         self._saved_switch: float | None = None
         self.realtime = realtime
@@ -192,10 +179,10 @@ class Sampler:
         rates = self._rates
         history = self._history
         new = tuple.__new__  # a Sample without NamedTuple's Python-level __new__
-        self._ticks = tick = self._ticks + 1
-        derived: list[Sample] = []  # one rate per series and tick: the last
+        # one rate per series and tick: the last, where the series' first one went
+        derived: dict[int, Sample] = {}  # id of the series' history → its rate
         last: Labels | None = None
-        per: dict[str, _History] = {}
+        per: dict[str, deque[tuple[int, float]]] = {}
         for s in out:
             metric, labels, t, v = s
             r = rates.get(metric)
@@ -204,11 +191,10 @@ class Sampler:
             if labels is not last:  # a new collector's samples
                 per = history.setdefault(labels, {})
                 last = labels
-            h = per.get(metric)
-            if h is None:
-                h = per[metric] = _History()
-            hist = h.samples
-            if hist:
+            hist = per.get(metric)
+            if hist is None:
+                hist = per[metric] = deque()
+            elif hist:
                 t_last, v_last = hist[-1]
                 if t <= t_last:  # out of order (an app's own timestamps): no rate
                     continue
@@ -223,13 +209,9 @@ class Sampler:
                 rate = (v - v0) * 1e9 / (t - t0) * r.scale
                 if r.max is not None and rate > r.max:
                     rate = r.max
-                if h.tick == tick:
-                    derived[h.at] = new(Sample, (r.name, labels, t, rate))
-                else:
-                    h.tick, h.at = tick, len(derived)
-                    derived.append(new(Sample, (r.name, labels, t, rate)))
+                derived[id(hist)] = new(Sample, (r.name, labels, t, rate))
         if derived:
-            out.extend(derived)
+            out.extend(derived.values())
         return out
 
     # -- the loop -------------------------------------------------------------------------

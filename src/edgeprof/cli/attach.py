@@ -15,6 +15,7 @@ from edgeprof.cli.common import (
     open_for_writing,
     positive_interval,
     settle_gc,
+    summary_unavailable,
 )
 
 NAME = "attach"
@@ -132,7 +133,6 @@ def main(ns: argparse.Namespace) -> int:
         parse_duration,
         parse_labels,
     )
-    from edgeprof.cli.run import summary_unavailable
     from edgeprof.engine.docker import DockerEngine
     from edgeprof.errors import StoreUnavailable
     from edgeprof.farm.meta import parse_tags

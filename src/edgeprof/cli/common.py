@@ -203,3 +203,26 @@ def settle_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def summary_unavailable(
+    run_id: int, e: Exception, junit: str | None, failed: list[str] | None = None
+) -> int:
+    """The run finished but its database is unreachable: its summary and budgets cannot be
+    computed. Exit 2 (the environment failed, as for an unreachable engine: the verdict is
+    unknown, neither a pass nor a target's failure); the JUnit file gets one error case so
+    that CI shows why."""
+    print(
+        f"edgeprof: error: run {run_id} finished, but its summary and budgets cannot be "
+        f"computed: {e}; once the database is back (and a spool file named above is "
+        "imported), 'edgeprof report' and 'edgeprof check' give them",
+        file=sys.stderr,
+    )
+    if failed:
+        print(f"failed targets: {', '.join(failed)}", file=sys.stderr)
+    if junit:
+        from edgeprof.report.junit import JUnitCase, JUnitSuite, write_junit
+
+        case = JUnitCase("summary and budgets", "error", str(e), kind="database")
+        write_junit(junit, [JUnitSuite(f"run {run_id}", [case])])
+    return 2

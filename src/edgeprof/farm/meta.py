@@ -36,7 +36,6 @@ import os
 import platform
 import re
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -398,13 +397,6 @@ def run_meta(
     return meta
 
 
-def timed_run_meta(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], float]:
-    """:func:`run_meta` and the seconds it took."""
-    t0 = time.perf_counter()
-    meta = run_meta(*args, **kwargs)
-    return meta, time.perf_counter() - t0
-
-
 # --- how it is shown ------------------------------------------------------------------
 
 
@@ -450,5 +442,4 @@ __all__ = [
     "meta_lines",
     "parse_tags",
     "run_meta",
-    "timed_run_meta",
 ]
