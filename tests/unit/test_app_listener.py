@@ -255,3 +255,77 @@ def test_close_reports_zero_loss_after_a_clean_drain(tmp_path: Path) -> None:
     assert col._pump is not None and col._pump.returncode == 0
     (st,) = [e for e in events if e.kind == "app_metrics_stats"]
     assert st.data["pump_dropped"] == 0 and "unknown" not in st.message
+
+
+def _rt_allowed() -> bool:
+    """Whether a child of this process may take SCHED_FIFO 1 (root outside an RT-less cgroup)."""
+    code = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_the_pump_says_how_it_is_scheduled(tmp_path: Path) -> None:
+    """Its first frame names its priority; the run stores it, and a note when not real-time."""
+    events: list[Event] = []
+    col = AppMetricsCollector(str(tmp_path / "m.sock"))
+    col.open(ctx_for(events))
+    deadline = time.monotonic() + 10
+    while col.receiver_priority is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    col.sample(time.time_ns())
+    col.close()
+    want = "realtime" if _rt_allowed() else col.receiver_priority
+    assert col.receiver_priority == want and want in ("realtime", "nice", "normal")
+    (st,) = [e for e in events if e.kind == "app_metrics_stats"]
+    assert st.data["receiver_priority"] == want
+    notes = [e for e in events if e.kind == "note" and "real-time" in e.message]
+    assert len(notes) == (0 if want == "realtime" else 1)
+
+
+def test_a_pump_without_real_time_priority_is_noted_once(tmp_path: Path) -> None:
+    """In a user namespace of its own the pump gets neither SCHED_FIFO nor a better nice
+    value (both need CAP_SYS_NICE on the host): 'normal', datagrams still arrive, and one
+    note says what it means for clients that drop."""
+    import shutil
+
+    from edgeprof.collect.app import pump
+
+    unshare = shutil.which("unshare")
+    probe = [unshare or "unshare", "--user", "--map-root-user", "true"]
+    if unshare is None or subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.skip("util-linux' unshare cannot make a user namespace here")
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    p = subprocess.Popen(
+        [unshare, "--user", "--map-root-user"]
+        + [sys.executable, "-I", "-S", pump.__file__, str(b.fileno()), "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        pass_fds=[b.fileno()],
+    )
+    b.close()
+    a.send(b"fps:30|g")
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.close()
+    out = p.stdout.read()
+    p.wait(timeout=10)
+    a.close()
+    frames = []
+    pos = 0
+    while pos < len(out):
+        length, mono = pump.HEADER.unpack_from(out, pos)
+        pos += pump.HEADER.size
+        n = mono if length in (pump.INFO_FRAME, pump.STATS_FRAME) else length
+        frames.append((length, out[pos : pos + n]))
+        pos += n
+    assert frames[0] == (pump.INFO_FRAME, b'{"priority": "normal"}')
+    assert frames[1] == (8, b"fps:30|g")
+    assert frames[-1][0] == pump.STATS_FRAME
+
+    events: list[Event] = []
+    col = AppMetricsCollector(str(tmp_path / "m.sock"))
+    col.open(ctx_for(events))
+    col._pump_info({"priority": "normal"})
+    col.sample(time.time_ns())
+    col.close()
+    notes = [e for e in events if e.kind == "note" and "real-time" in e.message]
+    assert len(notes) == 1 and "DogStatsD" in notes[0].message
+    assert notes[0].data == {"receiver_priority": "normal"}

@@ -99,6 +99,8 @@ class AppMetricsCollector(BaseCollector):
         self._udp_drops: int | None = None
         self._pump: subprocess.Popen[bytes] | None = None
         self._pump_stats: dict[str, Any] = {}
+        self.receiver_priority: str | None = None
+        """How the pump is scheduled (``realtime``, ``nice``, ``normal``), once it said so."""
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -216,6 +218,7 @@ class AppMetricsCollector(BaseCollector):
             "udp_kernel_drops": self._udp_drops,
             "queue_len": self.queue_len,
             "pump_dropped": self._pump_stats.get("pump_dropped", 0) if stats_seen else None,
+            "receiver_priority": self.receiver_priority,
         }
         events = self._agg.take_events()
         self._emit(events + self._agg.closing_events(self._clock.now_ns(), extra))
@@ -300,6 +303,29 @@ class AppMetricsCollector(BaseCollector):
             except Exception:  # noqa: BLE001 - an event sink must not break the run
                 pass
 
+    def _pump_info(self, info: dict[str, Any]) -> None:
+        """The pump's first frame: how it is scheduled. Without real-time priority it can
+        be kept off the CPU long enough for a client's send buffer to fill; say so once."""
+        self.receiver_priority = str(info.get("priority", "unknown"))
+        if self.receiver_priority == "realtime" or not self.socket_path:
+            return
+        self._agg.add_events(
+            [
+                Event(
+                    self._clock.now_ns(),
+                    "note",
+                    "the app-metrics receiver runs without real-time priority (it needs root "
+                    "or CAP_SYS_NICE, and a cgroup that allows real-time tasks): when every "
+                    "core is busy it can be kept waiting long enough for a client's send "
+                    "buffer to fill, and a StatsD client that drops when the socket is full, "
+                    "such as DogStatsD by default, then loses datagrams that edgeprof cannot "
+                    "count; edgeprof.client never drops silently",
+                    self._ctx.target,
+                    {"receiver_priority": self.receiver_priority},
+                )
+            ]
+        )
+
     def _read(self) -> None:
         """Reader thread: frames from the pump → parsed messages → the aggregator."""
         assert self._pump is not None and self._pump.stdout is not None
@@ -323,12 +349,16 @@ class AppMetricsCollector(BaseCollector):
             with memoryview(buf) as mv:
                 while len(buf) - pos >= hsize:
                     length, mono = header.unpack_from(buf, pos)
-                    if length == pump.STATS_FRAME:
+                    if length in (pump.STATS_FRAME, pump.INFO_FRAME):
                         end = pos + hsize + mono
                         if end > len(buf):
                             break
                         with contextlib.suppress(ValueError):
-                            self._pump_stats = json.loads(mv[pos + hsize : end].tobytes())
+                            got = json.loads(mv[pos + hsize : end].tobytes())
+                            if length == pump.STATS_FRAME:
+                                self._pump_stats = got
+                            else:
+                                self._pump_info(got)
                         pos = end
                         continue
                     end = pos + hsize + length

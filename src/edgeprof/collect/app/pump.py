@@ -14,8 +14,10 @@ with the bound, non-blocking sockets passed as file descriptors. With a deep soc
 (``PAUSE_S`` > 0) the pump pauses that long after each drain, so a fast sender's datagrams
 are collected many at a time instead of waking the pump (and taking a core from the app)
 for every one; the queue absorbs what arrives meanwhile. Output frames on stdout:
-``<u32 length><i64 monotonic ns><datagram>``; a last frame ``<0xFFFFFFFF><i64 n><n bytes>``
-carries ``{"pump_dropped": N, "datagrams": M}`` as JSON. It ends when its stdin reaches
+``<u32 length><i64 monotonic ns><datagram>``; a first frame ``<0xFFFFFFFE><i64 n><n bytes>``
+carries ``{"priority": "realtime" | "nice" | "normal"}`` (how it is scheduled, see
+:func:`_prioritise`) and a last frame ``<0xFFFFFFFF><i64 n><n bytes>`` carries
+``{"pump_dropped": N, "datagrams": M}``, both as JSON. It ends when its stdin reaches
 end of file (the profiler closed it, or died): it drains the sockets once more, writes
 everything and exits.
 """
@@ -34,6 +36,7 @@ import time
 
 HEADER = struct.Struct("<Iq")
 STATS_FRAME = 0xFFFFFFFF
+INFO_FRAME = 0xFFFFFFFE
 MAX_DATAGRAM = 65536
 MAX_BUFFER = 256 << 20
 """Bytes kept while the profiler does not read; beyond that datagrams are dropped and counted."""
@@ -41,24 +44,27 @@ PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
-def _prioritise() -> None:
+def _prioritise() -> str:
     """Wake at once when a datagram arrives, even with every core busy: the lowest real-time
-    priority (SCHED_FIFO 1; root or CAP_SYS_NICE), else a better nice value. The pump only
-    runs while datagrams wait, so it takes no CPU the app does not cause; the kernel's
-    real-time throttling still bounds it."""
+    priority (SCHED_FIFO 1; root or CAP_SYS_NICE, and a cgroup with real-time time), else a
+    better nice value. The pump only runs while datagrams wait, so it takes no CPU the app
+    does not cause; the kernel's real-time throttling still bounds it. Returns what it got:
+    ``realtime``, ``nice`` or ``normal``."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        return "realtime"
     except (OSError, AttributeError):
         try:
             os.nice(-5)
+            return "nice"
         except OSError:
-            pass
+            return "normal"
 
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the profiler; stdin EOF ends us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _prioritise()
+    priority = _prioritise()
     socks = [socket.socket(fileno=int(fd)) for fd in argv[1].split(",") if fd]
     pause = float(argv[2]) if len(argv) > 2 else 0.0
     for s in socks:
@@ -77,7 +83,8 @@ def main(argv: list[str]) -> int:
     poll.register(ctl, select.POLLIN | select.POLLHUP)
     buf = bytearray(MAX_DATAGRAM + 1)
     view = memoryview(buf)
-    pending = bytearray()
+    info = json.dumps({"priority": priority}).encode()
+    pending = bytearray(HEADER.pack(INFO_FRAME, len(info)) + info)
     pos = 0  # bytes of pending already written
     dropped = 0
     datagrams = 0
