@@ -8,6 +8,8 @@ is a type error rather than a silently unknown kind.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 import time
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ EventKind = Literal[
     "container_removed",
     "detached",
     "samples_dropped",
+    "samples_rejected",
 ]
 
 TargetStatus = Literal[
@@ -129,6 +132,22 @@ class Sample(NamedTuple):
     labels: Labels
     t_ns: int
     value: float
+
+
+_INT64 = 2**63
+
+
+def storable(t: Any, v: Any) -> tuple[int, float] | str:
+    """A sample's time and value as stored (int64 ns, a float), or why they cannot be: a
+    finite float time is rounded to ns; a value must be a real number (numpy scalars,
+    Decimal, Fraction; not None, text or a bool)."""
+    if isinstance(t, float) and math.isfinite(t) and -_INT64 <= t < _INT64:
+        t = round(t)
+    elif isinstance(t, bool) or not (isinstance(t, int) and -_INT64 <= t < _INT64):
+        return f"time {t!r} is not a whole number of nanoseconds"
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return f"value {v!r} is not a number"
+    return int(t), float(v)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,11 @@ in 10 ms jiffies, a busy task's CPU time in scheduler ticks), so a 10 ms sample 
 an impossible 400 %; the raw counters stay exact, and ``rate_windows()`` says which rates
 are coarser than the sampling interval. A rate is never above the metric's ``rate_max``
 (all cores busy).
+
+Samples of a collector that is not edgeprof's own (one passed in through the library) are
+checked before use: a time that is not a whole number of nanoseconds or a value that is not
+a number is left out, counted, and reported once per metric (``samples_rejected``), so one
+bad sample never stops sampling.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from edgeprof.collect.base import Collector
-from edgeprof.model import Clock, Labels, MetricSpec, Sample
+from edgeprof.model import Clock, Event, Labels, MetricSpec, Sample, storable
 from edgeprof.sinks import Sink
 from edgeprof.stats import percentile
 
@@ -85,6 +90,9 @@ class Sampler:
         self._lock = threading.Lock()
         self._learn_lock = threading.Lock()
         self._collectors: tuple[Collector, ...] = ()
+        self._foreign: set[int] = set()  # ids of collectors whose samples are checked
+        self.rejected: dict[str, int] = {}
+        """Samples of foreign collectors left out (bad time or value), per metric."""
         # labels → metric → recent samples: a collector's samples share one labels tuple,
         # so a tick looks it up once per collector rather than hashing it for every sample
         self._history: dict[Labels, dict[str, deque[tuple[int, float]]]] = {}
@@ -106,6 +114,8 @@ class Sampler:
         new = list(collectors)
         for c in new:
             self.learn(c)
+            if not type(c).__module__.startswith("edgeprof."):
+                self._foreign.add(id(c))
         with self._lock:
             self._collectors = (*self._collectors, *new)
 
@@ -163,6 +173,7 @@ class Sampler:
     def tick(self, now_ns: int) -> list[Sample]:
         out: list[Sample] = []
         versions = self._versions
+        foreign = self._foreign
         for c in self._collectors:
             try:
                 got = c.sample(now_ns)
@@ -173,6 +184,8 @@ class Sampler:
                     self.on_error(c, e)
                 continue
             if got:
+                if foreign and id(c) in foreign:
+                    got = self._checked(c, got)
                 out.extend(got)
         if not out:
             return out
@@ -213,6 +226,45 @@ class Sampler:
         if derived:
             out.extend(derived.values())
         return out
+
+    def _checked(self, c: Collector, got: Iterable[Sample]) -> list[Sample]:
+        """A foreign collector's samples, each made a ``Sample`` of str, tuple, int, float
+        (:func:`~edgeprof.model.storable`), or left out and counted."""
+        out: list[Sample] = []
+        for s in got:
+            try:
+                metric, labels, t, v = s
+            except (TypeError, ValueError):
+                self._reject(c, "?", None, f"{s!r} is not a (metric, labels, time, value) sample")
+                continue
+            if not isinstance(metric, str) or not isinstance(labels, tuple):
+                self._reject(
+                    c, str(metric), None, "its metric is not text or its labels not a tuple"
+                )
+                continue
+            tv = storable(t, v)
+            if isinstance(tv, str):
+                self._reject(c, metric, labels, tv)
+                continue
+            out.append(Sample(metric, labels, tv[0], tv[1]))
+        return out
+
+    def _reject(self, c: Collector, metric: str, labels: Labels | None, reason: str) -> None:
+        n = self.rejected.get(metric, 0)
+        self.rejected[metric] = n + 1
+        if n:
+            return
+        target = dict(labels or ()).get("target")
+        msg = (
+            f"collector {type(c).__name__} gave a sample of {metric} that was not stored: "
+            f"{reason}; later ones of this metric that cannot be stored are counted, not "
+            "reported one by one"
+        )
+        data = {"collector": type(c).__name__, "metric": metric, "reason": reason}
+        try:
+            self.sink.event(Event(self.clock.now_ns(), "samples_rejected", msg, target, data))
+        except Exception:  # noqa: BLE001 - reporting must not stop sampling
+            pass
 
     # -- the loop -------------------------------------------------------------------------
     def _enter_realtime(self) -> None:

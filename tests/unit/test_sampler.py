@@ -538,3 +538,63 @@ def test_rates_match_the_rule_on_random_bursty_input(seed: int) -> None:
         got = s.tick((k + 1) * step)
         assert got[: len(batch)] == batch  # the samples themselves, as they came
         assert got[len(batch) :] == want[k], f"tick {k}"
+
+
+class Foreign(BaseCollector):
+    """A collector of the library's user (not edgeprof's module): some samples are bad."""
+
+    group = "container"
+
+    def __init__(self, script: list[list[Sample]]) -> None:
+        self.script = script
+        self.calls = 0
+
+    def metrics(self) -> list[MetricSpec]:
+        return [MetricSpec("frames", "1", "counter"), MetricSpec("temp", "C")]
+
+    def open(self, ctx: CollectContext) -> None:
+        pass
+
+    def sample(self, now_ns: int) -> list[Sample]:
+        self.calls += 1
+        return self.script.pop(0) if self.script else []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_foreign_collectors_bad_samples_are_left_out_and_sampling_goes_on() -> None:
+    """None, text and a bad time never reach the rates or the sink; a float time is rounded;
+    one event per metric; the next ticks (and edgeprof's own collectors) go on."""
+    s = 10**9
+    script = [
+        [Sample("frames", LAB, 1 * s, 1.0), Sample("temp", LAB, 1 * s, 20.0)],
+        [Sample("frames", LAB, 2 * s, None), Sample("temp", LAB, 2 * s, "hot")],  # type: ignore[arg-type]
+        [Sample("frames", LAB, 3.0e9, 3.0), ("temp", [("target", "t1")], 3 * s, 21.0)],  # type: ignore[list-item]
+        [Sample("frames", LAB, None, 4.0), "garbage"],  # type: ignore[arg-type, list-item]
+        [Sample("frames", LAB, 5 * s, 5.0), Sample("temp", LAB, 5 * s, 22)],
+    ]
+    foreign = Foreign(script)
+    own = FakeCollector(labels=labels_of(target="t2"))
+    sink = ListSink()
+    sampler = Sampler([foreign, own], 1.0, Clock(), sink)
+    batches = [sampler.tick((k + 1) * s) for k in range(5)]
+    got = [(x.metric, x.t_ns, x.value) for b in batches for x in b if x.labels == LAB]
+    assert got == [
+        ("frames", 1 * s, 1.0),
+        ("temp", 1 * s, 20.0),
+        ("frames", 3 * s, 3.0),
+        ("frames_per_second", 3 * s, 1.0),  # over 2 s: the None left no gap
+        ("frames", 5 * s, 5.0),
+        ("temp", 5 * s, 22.0),
+        ("frames_per_second", 5 * s, 1.0),
+    ]
+    assert all(type(x.t_ns) is int and type(x.value) is float for b in batches for x in b)
+    assert sampler.rejected == {"frames": 2, "temp": 2, "?": 1}
+    ev = [(e.data["metric"], e.data["reason"]) for e in sink.events if e.kind == "samples_rejected"]
+    assert ev == [
+        ("frames", "value None is not a number"),
+        ("temp", "value 'hot' is not a number"),
+        ("?", "'garbage' is not a (metric, labels, time, value) sample"),
+    ]
+    assert sum(1 for b in batches for x in b if x.metric == "cpu.percent") == 4

@@ -238,12 +238,19 @@ def test_batch_writer_flushes_everything_on_close(tmp_path: Path) -> None:
     store.close()
 
 
-def test_batch_writer_error_surfaces_on_close(tmp_path: Path) -> None:
+def test_batch_writer_error_surfaces_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = open_store(_url(tmp_path))
     run_id = _begin(store)
+
+    def broken(*a: object, **kw: object) -> None:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(store, "write_open_block", broken)
     w = BatchWriter(store, run_id, None, flush_s=60)
-    w.write([Sample("app.fps", (), 1, "not a number")])  # type: ignore[arg-type]
-    with pytest.raises(StoreError, match="writing samples"):
+    w.write([Sample("app.fps", (), 1, 30.0)])
+    with pytest.raises(StoreError, match="writing samples.*malformed"):
         w.close()
     store.close()
 
@@ -1113,3 +1120,37 @@ def test_writer_series_follow_default_target_and_ended_targets(tmp_path: Path) -
         (b, "memory.usage_bytes"): [4.0, 5.0],
         (b, "x"): [float(2**53 + 1)],
     }
+
+
+def test_samples_that_cannot_be_stored_are_left_out_counted_and_reported(tmp_path: Path) -> None:
+    """A bad time or value (a collector passed in through the library) never stops the
+    writer: a finite float time is rounded, a None / text value or a time that is not a
+    number is left out, counted per metric, the first of each metric an event."""
+    import numpy as np
+
+    warned: list[str] = []
+    store = open_store(_url(tmp_path))
+    run_id = _begin(store)
+    w = BatchWriter(store, run_id, None, flush_s=60, warn=warned.append)
+    lab = labels_of(target="t1")
+    w.write([Sample("x", lab, 1_000_000_000, 1.0), Sample("y", lab, 1_000_000_000, 5.0)])
+    w.write([Sample("x", lab, 2_000_000_000, None), Sample("y", lab, 2_000_000_000, 6.0)])  # type: ignore[arg-type]
+    w.write([Sample("x", lab, 3.0e9, np.float32(3.0)), Sample("y", lab, float("nan"), 7.0)])  # type: ignore[arg-type]
+    w.write([Sample("x", lab, 2**64, 4.0), Sample("y", lab, 4_000_000_000, "8")])  # type: ignore[arg-type]
+    w.write([Sample("x", lab, 5_000_000_000, 5), Sample("y", lab, 5_000_000_000, 9.0)])
+    w.close()
+    assert w.rejected == {"x": 2, "y": 2}
+    got = {s.metric: store.series_samples(s.id) for s in store.series(run_id)}
+    assert got["x"][0].tolist() == [10**9, 3 * 10**9, 5 * 10**9]
+    assert got["x"][1].tolist() == [1.0, 3.0, 5.0]
+    assert got["y"][0].tolist() == [10**9, 2 * 10**9, 5 * 10**9]
+    assert np.array_equal(got["y"][1], [5.0, 6.0, 9.0])
+    ev = [e for e in store.events(run_id) if e.kind == "samples_rejected"]
+    assert [(e.data["metric"], e.data["reason"]) for e in ev] == [
+        ("x", "value None is not a number"),
+        ("y", "time nan is not a whole number of nanoseconds"),
+    ]
+    assert warned == [
+        "4 samples were not stored because their time or value is not a number "
+        "(2 of x, 2 of y): a collector gave them"
+    ]

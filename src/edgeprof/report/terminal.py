@@ -49,6 +49,8 @@ NOTE_KINDS = (
     "note",
     "sigkill_after_grace",
     "crashed",
+    "samples_dropped",
+    "samples_rejected",
 )
 MAX_PROCESS_ROWS = 5
 

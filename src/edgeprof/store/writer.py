@@ -50,7 +50,7 @@ from itertools import chain
 from typing import Any
 
 from edgeprof.errors import StoreError, StoreUnavailable
-from edgeprof.model import Event, Labels, MetricSpec, Sample
+from edgeprof.model import Event, Labels, MetricSpec, Sample, storable
 from edgeprof.store import chunks
 from edgeprof.store.base import Store
 
@@ -139,6 +139,8 @@ class _Undo:
     __slots__ = (
         "series",
         "state",
+        "rejected",
+        "rejected_events",
         "written",
         "live",
         "last_block",
@@ -153,6 +155,8 @@ class _Undo:
             (b, len(b.t), b.t, b.v, b.written, len(b.blocks), b.blocks, b.hint)
             for b in self.series.values()
         ]
+        self.rejected = dict(w.rejected)
+        self.rejected_events = list(w._rejected_events)
         self.written = dict(w._written)
         self.live = dict(w._live)
         self.last_block = w._last_block
@@ -170,6 +174,8 @@ class _Undo:
         w._series = self.series  # series the flush registered are forgotten, ended ones back
         w._by_labels = {}
         w._written = self.written
+        w.rejected = self.rejected
+        w._rejected_events = self.rejected_events
         w._live = self.live
         w._last_block = self.last_block
         w._describe = self.describe
@@ -254,6 +260,9 @@ class BatchWriter:
         self._written: dict[int | None, int] = {}
         self._live: dict[int, int] = {}  # open block id → its series not yet final
         self._last_block = 0  # the newest open block written
+        self.rejected: dict[str, int] = {}
+        """Samples left out because their time or value could not be stored, per metric."""
+        self._rejected_events: list[Event] = []  # the first of each metric, for the flush
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="edgeprof-writer", daemon=True)
         self._thread.start()
@@ -317,6 +326,12 @@ class BatchWriter:
                 f" was unreachable (more than {self.buffer_samples} waited; taken from"
                 f" {a} to {z} UTC; EDGEPROF_PG_BUFFER_SAMPLES keeps more)"
             )
+        if self.rejected:
+            what = ", ".join(f"{n} of {m}" for m, n in sorted(self.rejected.items()))
+            self.warn(
+                f"{sum(self.rejected.values())} samples were not stored because their time or"
+                f" value is not a number ({what}): a collector gave them"
+            )
         if self.error is not None:
             raise StoreError(f"writing samples to {self.store.url} failed: {self.error}")
 
@@ -337,9 +352,41 @@ class BatchWriter:
                 if buf is None:
                     buf = self._new_series(key, self._default)
                 per[metric] = buf
-            buf.t.append(t)
-            buf.v.append(v)
+            try:  # free unless it raises (a number that is not an int64 / a float)
+                buf.t.append(t)
+                buf.v.append(v)
+            except (TypeError, ValueError, OverflowError):
+                if not self._odd_sample(buf, metric, labels, t, v):
+                    continue
             add(buf)
+
+    def _odd_sample(self, buf: _Series, metric: str, labels: Labels, t: Any, v: Any) -> bool:
+        """A sample whose time is not an int64 or whose value is not a float (a caller's
+        collector or sink user): kept when :func:`~edgeprof.model.storable` can convert it;
+        otherwise left out, counted per metric, and the first of each metric reported by an
+        event, rather than stopping the writer (which would lose every sample to come)."""
+        if len(buf.t) > len(buf.v):
+            buf.t.pop()  # the time went in, the value did not
+        got = storable(t, v)
+        if not isinstance(got, str):
+            buf.t.append(got[0])
+            buf.v.append(got[1])
+            return True
+        reason = got
+        n = self.rejected.get(metric, 0)
+        self.rejected[metric] = n + 1
+        if not n:
+            self._rejected_events.append(
+                Event(
+                    time.time_ns(),
+                    "samples_rejected",
+                    f"a sample of {metric} was not stored: its {reason}; later ones of this "
+                    "metric that cannot be stored are counted, not reported one by one",
+                    dict(labels).get("target"),
+                    {"metric": metric, "labels": dict(labels), "reason": reason},
+                )
+            )
+        return False
 
     def _new_series(self, key: tuple[str, Labels], default: int | None) -> _Series:
         metric, labels = key
@@ -511,6 +558,12 @@ class BatchWriter:
         self._settle(touched)
         if last:
             self._end(lambda k, b: True)
+        if self._rejected_events:
+            targets = self._targets
+            events += [
+                (targets.get(e.target) if e.target else None, e) for e in self._rejected_events
+            ]
+            self._rejected_events = []
         if events:
             self.store.write_events(self.run_id, events)
         for tid, rows in code.items():
