@@ -8,7 +8,6 @@ is a type error rather than a silently unknown kind.
 
 from __future__ import annotations
 
-import math
 import numbers
 import re
 import time
@@ -138,16 +137,32 @@ _INT64 = 2**63
 
 
 def storable(t: Any, v: Any) -> tuple[int, float] | str:
-    """A sample's time and value as stored (int64 ns, a float), or why they cannot be: a
-    finite float time is rounded to ns; a value must be a real number (numpy scalars,
-    Decimal, Fraction; not None, text or a bool)."""
-    if isinstance(t, float) and math.isfinite(t) and -_INT64 <= t < _INT64:
-        t = round(t)
-    elif isinstance(t, bool) or not (isinstance(t, int) and -_INT64 <= t < _INT64):
-        return f"time {t!r} is not a whole number of nanoseconds"
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        return f"value {v!r} is not a number"
-    return int(t), float(v)
+    """A sample's time and value as stored (int64 ns, a float), or why they cannot be.
+
+    A time is an integer (numpy's too) or a finite real number, rounded to ns, within
+    int64; a value is anything a float can be made of (numpy scalars, Decimal, Fraction,
+    a bool as 0 or 1) except text, and finite or not (NaN and infinities are kept)."""
+    bad_time = f"time {_short(t)} is not a whole number of nanoseconds within int64"
+    if isinstance(t, (bool, str, bytes, bytearray)):
+        return bad_time
+    try:
+        ns = int(t) if isinstance(t, numbers.Integral) else round(float(t))
+    except (TypeError, ValueError, OverflowError):
+        return bad_time
+    if not -_INT64 <= ns < _INT64:
+        return bad_time
+    if isinstance(v, (str, bytes, bytearray)):
+        return f"value {_short(v)} is not a number"
+    try:
+        value = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return f"value {_short(v)} is not a number"
+    return ns, value
+
+
+def _short(x: Any, n: int = 60) -> str:
+    r = repr(x)
+    return r if len(r) <= n else r[: n - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,13 @@ class TimingStats:
         return dict(self.__dict__)
 
 
+def _good_labels(labels: object) -> bool:
+    return isinstance(labels, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], str)
+        for p in labels
+    )
+
+
 class Sampler:
     def __init__(
         self,
@@ -123,6 +130,7 @@ class Sampler:
         gone = {id(c) for c in collectors}
         with self._lock:
             self._collectors = tuple(c for c in self._collectors if id(c) not in gone)
+            self._foreign -= gone
 
     @property
     def collectors(self) -> tuple[Collector, ...]:
@@ -227,6 +235,10 @@ class Sampler:
             out.extend(derived.values())
         return out
 
+    def screened(self, c: Collector, got: list[Sample]) -> list[Sample]:
+        """``got`` as :meth:`tick` would pass it on (checked when ``c`` is not edgeprof's)."""
+        return self._checked(c, got) if got and id(c) in self._foreign else got
+
     def _checked(self, c: Collector, got: Iterable[Sample]) -> list[Sample]:
         """A foreign collector's samples, each made a ``Sample`` of str, tuple, int, float
         (:func:`~edgeprof.model.storable`), or left out and counted."""
@@ -237,10 +249,9 @@ class Sampler:
             except (TypeError, ValueError):
                 self._reject(c, "?", None, f"{s!r} is not a (metric, labels, time, value) sample")
                 continue
-            if not isinstance(metric, str) or not isinstance(labels, tuple):
-                self._reject(
-                    c, str(metric), None, "its metric is not text or its labels not a tuple"
-                )
+            if not isinstance(metric, str) or not _good_labels(labels):
+                why = "its metric is not text or its labels not a tuple of (str, str) pairs"
+                self._reject(c, metric if isinstance(metric, str) else "?", None, why)
                 continue
             tv = storable(t, v)
             if isinstance(tv, str):
@@ -335,6 +346,14 @@ class Sampler:
                 batch = self.tick(self.clock.now_ns())
                 if batch:
                     self.sink.write(batch)
+            if self.rejected:
+                what = ", ".join(f"{n} of {m}" for m, n in sorted(self.rejected.items()))
+                msg = (
+                    f"{sum(self.rejected.values())} samples of collectors outside edgeprof "
+                    f"could not be stored (a bad time, value or labels): {what}"
+                )
+                data = {"counts": dict(self.rejected)}
+                self.sink.event(Event(self.clock.now_ns(), "samples_rejected", msg, None, data))
 
     def timing(self) -> TimingStats:
         t = self._tick_mono

@@ -179,7 +179,7 @@ def close_collector(c: Collector, sampler: Sampler) -> None:
         return
     if c.sample_after_close:
         try:
-            batch = c.sample(sampler.clock.now_ns())
+            batch = sampler.screened(c, c.sample(sampler.clock.now_ns()))
             sampler.learn(c)
             if batch:
                 sampler.sink.write(batch)

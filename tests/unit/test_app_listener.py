@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -320,12 +321,33 @@ def test_a_pump_without_real_time_priority_is_noted_once(tmp_path: Path) -> None
     assert frames[1] == (8, b"fps:30|g")
     assert frames[-1][0] == pump.STATS_FRAME
 
-    events: list[Event] = []
-    col = AppMetricsCollector(str(tmp_path / "m.sock"))
-    col.open(ctx_for(events))
-    col._pump_info({"priority": "normal"})
-    col.sample(time.time_ns())
-    col.close()
-    notes = [e for e in events if e.kind == "note" and "real-time" in e.message]
-    assert len(notes) == 1 and "DogStatsD" in notes[0].message
-    assert notes[0].data == {"receiver_priority": "normal"}
+    # the whole collector in that namespace: its pump is 'normal', said once, in the run
+    code = (
+        "import json, sys, time\n"
+        f"sys.path.insert(0, {SRC!r})\n"
+        "from edgeprof.collect.app.listener import AppMetricsCollector\n"
+        "from edgeprof.collect.base import CollectContext\n"
+        "ev = []\n"
+        "col = AppMetricsCollector(sys.argv[1])\n"
+        "col.open(CollectContext(target='t1', labels=(('target', 't1'),), emit_event=ev.append))\n"
+        "deadline = time.monotonic() + 10\n"
+        "while col.receiver_priority is None and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "col._pump_info({'priority': 'normal'})  # said again: not noted again\n"
+        "col.sample(time.time_ns())\n"
+        "col.close()\n"
+        "print(json.dumps([[e.kind, e.message, e.data] for e in ev]))\n"
+    )
+    res = subprocess.run(
+        [unshare, "--user", "--map-root-user", sys.executable, "-c", code, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    events = json.loads(res.stdout)
+    notes = [e for e in events if e[0] == "note" and "real-time" in e[1]]
+    assert len(notes) == 1 and "DogStatsD" in notes[0][1]
+    assert notes[0][2] == {"receiver_priority": "normal"}
+    (st,) = [e for e in events if e[0] == "app_metrics_stats"]
+    assert st[2]["receiver_priority"] == "normal"

@@ -598,3 +598,37 @@ def test_a_foreign_collectors_bad_samples_are_left_out_and_sampling_goes_on() ->
         ("?", "'garbage' is not a (metric, labels, time, value) sample"),
     ]
     assert sum(1 for b in batches for x in b if x.metric == "cpu.percent") == 4
+
+
+def test_foreign_samples_numpy_decimal_huge_and_bad_labels() -> None:
+    """numpy times and values, Decimal and bool values are kept as int/float; a value too
+    big for a float and labels that are not (str, str) pairs are left out; the run gets
+    one closing event with every count."""
+    from decimal import Decimal
+
+    import numpy as np
+
+    s = 10**9
+    script = [
+        [
+            Sample("temp", LAB, np.int64(1 * s), np.float32(20.5)),
+            Sample("temp", LAB, 2 * s, Decimal("21.25")),
+            Sample("ok", LAB, 2 * s, True),
+            Sample("temp", LAB, 3 * s, 10**400),
+            Sample("temp", (("target",),), 4 * s, 1.0),  # type: ignore[arg-type]
+            Sample("temp", LAB, "5", 1.0),  # type: ignore[arg-type]
+        ]
+    ]
+    sink = ListSink()
+    sampler = Sampler([Foreign(script)], 60.0, Clock(), sink)
+    sampler.start()
+    time.sleep(0.2)
+    sampler.stop(final_sample=True)
+    got = [(x.metric, x.t_ns, x.value) for b in sink.batches for x in b]
+    assert got == [("temp", 1 * s, 20.5), ("temp", 2 * s, 21.25), ("ok", 2 * s, 1.0)]
+    assert all(type(x.t_ns) is int and type(x.value) is float for b in sink.batches for x in b)
+    rejected = [e for e in sink.events if e.kind == "samples_rejected"]
+    (first,) = [e.data["reason"] for e in rejected[:-1]]  # one per metric: temp's first
+    assert first.startswith("value 1000") and first.endswith("… is not a number")
+    assert rejected[-1].data == {"counts": {"temp": 3}}
+    assert rejected[-1].message.startswith("3 samples of collectors outside edgeprof")

@@ -1148,7 +1148,7 @@ def test_samples_that_cannot_be_stored_are_left_out_counted_and_reported(tmp_pat
     ev = [e for e in store.events(run_id) if e.kind == "samples_rejected"]
     assert [(e.data["metric"], e.data["reason"]) for e in ev] == [
         ("x", "value None is not a number"),
-        ("y", "time nan is not a whole number of nanoseconds"),
+        ("y", "time nan is not a whole number of nanoseconds within int64"),
     ]
     assert warned == [
         "4 samples were not stored because their time or value is not a number "

@@ -306,8 +306,9 @@ class AppMetricsCollector(BaseCollector):
     def _pump_info(self, info: dict[str, Any]) -> None:
         """The pump's first frame: how it is scheduled. Without real-time priority it can
         be kept off the CPU long enough for a client's send buffer to fill; say so once."""
+        first = self.receiver_priority is None
         self.receiver_priority = str(info.get("priority", "unknown"))
-        if self.receiver_priority == "realtime" or not self.socket_path:
+        if not first or self.receiver_priority == "realtime" or not self.socket_path:
             return
         self._agg.add_events(
             [
