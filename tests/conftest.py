@@ -8,12 +8,19 @@ by ``scripts/build-images.sh``. Both are idempotent, so a second session is quic
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A shell without job control starts its background commands (`… &` in a script) with
+# Ctrl-C ignored, and Python then keeps ignoring it, as do the profilers the tests start:
+# the tests of Ctrl-C would wait for an interrupt that never comes. Take it back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _start_engine() -> str:
