@@ -15,7 +15,9 @@ are coarser than the sampling interval. A rate is never above the metric's ``rat
 Samples of a collector that is not edgeprof's own (one passed in through the library) are
 checked before use: a time that is not a whole number of nanoseconds or a value that is not
 a number is left out, counted, and reported once per metric (``samples_rejected``), so one
-bad sample never stops sampling.
+bad sample never stops sampling. Nor does a tick that raises outside any collector (a bug,
+a sink that refuses the batch): only that tick's samples are lost, said by a
+``collector_failed`` event at once and counted at the end.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._tick_mono = array("q")
         self.missed = 0
+        self.failed_ticks = 0
+        """Ticks that raised outside any collector (their samples lost)."""
         self._cpu = 0.0
         self._wall = 0.0
         self.add(collectors)
@@ -307,9 +311,12 @@ class Sampler:
         while True:
             now = time.monotonic_ns()
             ticks.append(now)
-            batch = self.tick(clock.from_monotonic(now))
-            if batch:
-                write(batch)
+            try:  # free unless it raises
+                batch = self.tick(clock.from_monotonic(now))
+                if batch:
+                    write(batch)
+            except Exception as e:  # noqa: BLE001 - a bad tick never ends sampling
+                self._tick_failed(e)
             k += 1
             deadline = start + k * interval_ns
             now = time.monotonic_ns()
@@ -333,6 +340,21 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="edgeprof-sampler", daemon=True)
         self._thread.start()
 
+    def _tick_failed(self, e: BaseException) -> None:
+        """A tick raised outside any collector (a bug, or a sink that cannot take the
+        batch): that tick's samples are lost; say so once, count the rest, go on."""
+        self.failed_ticks += 1
+        if self.failed_ticks > 1:
+            return
+        msg = (
+            f"a sampling tick failed and its samples were lost ({type(e).__name__}: {e}); "
+            "sampling goes on, and the count of such ticks is reported at the end"
+        )
+        try:
+            self.sink.event(Event(self.clock.now_ns(), "collector_failed", msg, None, {}))
+        except Exception:  # noqa: BLE001 - reporting must not stop sampling
+            pass
+
     def stop(self, final_sample: bool = True) -> None:
         """Stop the loop; with ``final_sample`` take one last sample right now."""
         self._stop.set()
@@ -346,6 +368,10 @@ class Sampler:
                 batch = self.tick(self.clock.now_ns())
                 if batch:
                     self.sink.write(batch)
+            if self.failed_ticks > 1:
+                msg = f"{self.failed_ticks} sampling ticks failed; their samples were lost"
+                failed = {"failed_ticks": self.failed_ticks}
+                self.sink.event(Event(self.clock.now_ns(), "collector_failed", msg, None, failed))
             if self.rejected:
                 what = ", ".join(f"{n} of {m}" for m, n in sorted(self.rejected.items()))
                 msg = (

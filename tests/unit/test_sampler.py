@@ -632,3 +632,29 @@ def test_foreign_samples_numpy_decimal_huge_and_bad_labels() -> None:
     assert first.startswith("value 1000") and first.endswith("… is not a number")
     assert rejected[-1].data == {"counts": {"temp": 3}}
     assert rejected[-1].message.startswith("3 samples of collectors outside edgeprof")
+
+
+def test_a_failing_tick_is_reported_and_sampling_goes_on() -> None:
+    """A tick that raises outside any collector (here the sink refuses two batches) loses
+    only its own samples: the thread goes on, one event at once, the count at the end."""
+
+    class Refuses(ListSink):
+        refused = 0
+
+        def write(self, batch) -> None:  # type: ignore[no-untyped-def]
+            if self.refused < 2:
+                self.refused += 1
+                raise RuntimeError("disk full")
+            super().write(batch)
+
+    sink = Refuses()
+    sampler = Sampler([FakeCollector()], 0.02, Clock(), sink)
+    sampler.start()
+    time.sleep(0.3)
+    sampler.stop(final_sample=False)
+    assert sampler.failed_ticks == 2
+    assert len(sink.batches) >= 5  # the ticks after the failures were written
+    failed = [e for e in sink.events if e.kind == "collector_failed"]
+    assert len(failed) == 2
+    assert "RuntimeError: disk full" in failed[0].message
+    assert failed[1].data == {"failed_ticks": 2}
