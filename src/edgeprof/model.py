@@ -142,15 +142,14 @@ def storable(t: Any, v: Any) -> tuple[int, float] | str:
     A time is an integer (numpy's too) or a finite real number, rounded to ns, within
     int64; a value is anything a float can be made of (numpy scalars, Decimal, Fraction,
     a bool as 0 or 1) except text, and finite or not (NaN and infinities are kept)."""
-    bad_time = f"time {_short(t)} is not a whole number of nanoseconds within int64"
     if isinstance(t, (bool, str, bytes, bytearray)):
-        return bad_time
+        return _bad_time(t)
     try:
         ns = int(t) if isinstance(t, numbers.Integral) else round(float(t))
     except (TypeError, ValueError, OverflowError):
-        return bad_time
+        return _bad_time(t)
     if not -_INT64 <= ns < _INT64:
-        return bad_time
+        return _bad_time(t)
     if isinstance(v, (str, bytes, bytearray)):
         return f"value {_short(v)} is not a number"
     try:
@@ -158,6 +157,10 @@ def storable(t: Any, v: Any) -> tuple[int, float] | str:
     except (TypeError, ValueError, OverflowError):
         return f"value {_short(v)} is not a number"
     return ns, value
+
+
+def _bad_time(t: Any) -> str:
+    return f"time {_short(t)} is not a whole number of nanoseconds within int64"
 
 
 def _short(x: Any, n: int = 60) -> str:

@@ -30,9 +30,10 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from edgeprof.collect.base import Collector
-from edgeprof.model import Clock, Event, Labels, MetricSpec, Sample, storable
+from edgeprof.model import Clock, Event, EventKind, Labels, MetricSpec, Sample, storable
 from edgeprof.sinks import Sink
 from edgeprof.stats import percentile
 
@@ -214,8 +215,10 @@ class Sampler:
             if r is None:
                 continue
             if labels is not last:  # a new collector's samples
-                per = history.setdefault(labels, {})
-                last = labels
+                known = history.get(labels)
+                if known is None:
+                    known = history[labels] = {}
+                per, last = known, labels
             hist = per.get(metric)
             if hist is None:
                 hist = per[metric] = deque()
@@ -269,16 +272,25 @@ class Sampler:
         self.rejected[metric] = n + 1
         if n:
             return
-        target = dict(labels or ()).get("target")
         msg = (
             f"collector {type(c).__name__} gave a sample of {metric} that was not stored: "
             f"{reason}; later ones of this metric that cannot be stored are counted, not "
             "reported one by one"
         )
         data = {"collector": type(c).__name__, "metric": metric, "reason": reason}
+        self._say("samples_rejected", msg, dict(labels or ()).get("target"), data)
+
+    def _say(
+        self,
+        kind: EventKind,
+        msg: str,
+        target: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """An event of the sampler's own; reporting never stops sampling."""
         try:
-            self.sink.event(Event(self.clock.now_ns(), "samples_rejected", msg, target, data))
-        except Exception:  # noqa: BLE001 - reporting must not stop sampling
+            self.sink.event(Event(self.clock.now_ns(), kind, msg, target, data or {}))
+        except Exception:  # noqa: BLE001
             pass
 
     # -- the loop -------------------------------------------------------------------------
@@ -346,14 +358,11 @@ class Sampler:
         self.failed_ticks += 1
         if self.failed_ticks > 1:
             return
-        msg = (
+        self._say(
+            "collector_failed",
             f"a sampling tick failed and its samples were lost ({type(e).__name__}: {e}); "
-            "sampling goes on, and the count of such ticks is reported at the end"
+            "sampling goes on, and the count of such ticks is reported at the end",
         )
-        try:
-            self.sink.event(Event(self.clock.now_ns(), "collector_failed", msg, None, {}))
-        except Exception:  # noqa: BLE001 - reporting must not stop sampling
-            pass
 
     def stop(self, final_sample: bool = True) -> None:
         """Stop the loop; with ``final_sample`` take one last sample right now."""
@@ -368,18 +377,17 @@ class Sampler:
                 batch = self.tick(self.clock.now_ns())
                 if batch:
                     self.sink.write(batch)
-            if self.failed_ticks > 1:
-                msg = f"{self.failed_ticks} sampling ticks failed; their samples were lost"
-                failed = {"failed_ticks": self.failed_ticks}
-                self.sink.event(Event(self.clock.now_ns(), "collector_failed", msg, None, failed))
+            n = self.failed_ticks
+            if n > 1:
+                msg = f"{n} sampling ticks failed; their samples were lost"
+                self._say("collector_failed", msg, data={"failed_ticks": n})
             if self.rejected:
                 what = ", ".join(f"{n} of {m}" for m, n in sorted(self.rejected.items()))
                 msg = (
                     f"{sum(self.rejected.values())} samples of collectors outside edgeprof "
                     f"could not be stored (a bad time, value or labels): {what}"
                 )
-                data = {"counts": dict(self.rejected)}
-                self.sink.event(Event(self.clock.now_ns(), "samples_rejected", msg, None, data))
+                self._say("samples_rejected", msg, data={"counts": dict(self.rejected)})
 
     def timing(self) -> TimingStats:
         t = self._tick_mono

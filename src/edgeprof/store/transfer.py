@@ -288,7 +288,7 @@ class _Dst:
 
     def text(self, v: Any) -> Any:
         """PostgreSQL's text cannot hold NUL (as :meth:`SQLStore._text`)."""
-        return self.s._text(v) if isinstance(v, str) else v
+        return self.s._text(v) if self.pg and isinstance(v, str) else v
 
     def reserve(self, table: str, n: int) -> list[int]:
         """``n`` new ids of ``table``, ascending."""

@@ -140,7 +140,6 @@ class _Undo:
         "series",
         "state",
         "rejected",
-        "rejected_events",
         "written",
         "live",
         "last_block",
@@ -156,7 +155,6 @@ class _Undo:
             for b in self.series.values()
         ]
         self.rejected = dict(w.rejected)
-        self.rejected_events = list(w._rejected_events)
         self.written = dict(w._written)
         self.live = dict(w._live)
         self.last_block = w._last_block
@@ -175,7 +173,6 @@ class _Undo:
         w._by_labels = {}
         w._written = self.written
         w.rejected = self.rejected
-        w._rejected_events = self.rejected_events
         w._live = self.live
         w._last_block = self.last_block
         w._describe = self.describe
@@ -262,7 +259,6 @@ class BatchWriter:
         self._last_block = 0  # the newest open block written
         self.rejected: dict[str, int] = {}
         """Samples left out because their time or value could not be stored, per metric."""
-        self._rejected_events: list[Event] = []  # the first of each metric, for the flush
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="edgeprof-writer", daemon=True)
         self._thread.start()
@@ -336,15 +332,19 @@ class BatchWriter:
             raise StoreError(f"writing samples to {self.store.url} failed: {self.error}")
 
     # -- the writer's thread ----------------------------------------------------------------
-    def _gather(self, batch: Sequence[Sample], touched: set[_Series]) -> None:
+    def _gather(
+        self, batch: Sequence[Sample], touched: set[_Series], events: list[tuple[int | None, Event]]
+    ) -> None:
         by_labels = self._by_labels
         add = touched.add
         last: Labels | None = None
         per: dict[str, _Series] = {}
         for metric, labels, t, v in batch:
             if labels is not last:  # a new collector's samples
-                per = by_labels.setdefault(labels, {})
-                last = labels
+                known = by_labels.get(labels)
+                if known is None:
+                    known = by_labels[labels] = {}
+                per, last = known, labels
             buf = per.get(metric)
             if buf is None:
                 key = (metric, labels)
@@ -356,11 +356,19 @@ class BatchWriter:
                 buf.t.append(t)
                 buf.v.append(v)
             except (TypeError, ValueError, OverflowError):
-                if not self._odd_sample(buf, metric, labels, t, v):
+                if not self._odd_sample(buf, metric, labels, t, v, events):
                     continue
             add(buf)
 
-    def _odd_sample(self, buf: _Series, metric: str, labels: Labels, t: Any, v: Any) -> bool:
+    def _odd_sample(
+        self,
+        buf: _Series,
+        metric: str,
+        labels: Labels,
+        t: Any,
+        v: Any,
+        events: list[tuple[int | None, Event]],
+    ) -> bool:
         """A sample whose time is not an int64 or whose value is not a float (a caller's
         collector or sink user): kept when :func:`~edgeprof.model.storable` can convert it;
         otherwise left out, counted per metric, and the first of each metric reported by an
@@ -376,16 +384,14 @@ class BatchWriter:
         n = self.rejected.get(metric, 0)
         self.rejected[metric] = n + 1
         if not n:
-            self._rejected_events.append(
-                Event(
-                    time.time_ns(),
-                    "samples_rejected",
-                    f"a sample of {metric} was not stored: its {reason}; later ones of this "
-                    "metric that cannot be stored are counted, not reported one by one",
-                    dict(labels).get("target"),
-                    {"metric": metric, "labels": dict(labels), "reason": reason},
-                )
+            target = dict(labels).get("target")
+            msg = (
+                f"a sample of {metric} was not stored: its {reason}; later ones of this "
+                "metric that cannot be stored are counted, not reported one by one"
             )
+            data = {"metric": metric, "labels": dict(labels), "reason": reason}
+            ev = Event(time.time_ns(), "samples_rejected", msg, target, data)
+            events.append((self._targets.get(target) if target else None, ev))
         return False
 
     def _new_series(self, key: tuple[str, Labels], default: int | None) -> _Series:
@@ -554,16 +560,10 @@ class BatchWriter:
             elif isinstance(item, Event):
                 events.append((targets.get(item.target) if item.target else None, item))
             else:
-                self._gather(item, touched)
+                self._gather(item, touched, events)
         self._settle(touched)
         if last:
             self._end(lambda k, b: True)
-        if self._rejected_events:
-            targets = self._targets
-            events += [
-                (targets.get(e.target) if e.target else None, e) for e in self._rejected_events
-            ]
-            self._rejected_events = []
         if events:
             self.store.write_events(self.run_id, events)
         for tid, rows in code.items():

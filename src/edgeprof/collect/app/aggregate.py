@@ -212,11 +212,6 @@ class Aggregator:
             events, self._events = self._events, []
         return out, events
 
-    def add_events(self, events: list[Event]) -> None:
-        """Queue events of the receiving side for the next ``take`` (any thread)."""
-        with self._lock:
-            self._events.extend(events)
-
     def take_events(self) -> list[Event]:
         """Events queued since the last call (samples stay for the next ``take``)."""
         with self._lock:

@@ -310,7 +310,7 @@ class AppMetricsCollector(BaseCollector):
         self.receiver_priority = str(info.get("priority", "unknown"))
         if not first or self.receiver_priority == "realtime" or not self.socket_path:
             return
-        self._agg.add_events(
+        self._emit(
             [
                 Event(
                     self._clock.now_ns(),
